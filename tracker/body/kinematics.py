@@ -1,0 +1,241 @@
+"""The fast kinematics path: pose, shape and translation -> joint transforms and fingertips.
+
+Frames: everything is in the *model/world frame* of the caller (the stage frame at run
+time: Y up, metres). At zero pose the body stands in its rest pose facing +Z.
+
+This follows SMPL's linear blend skinning (Loper et al. 2015; smplx ``lbs.py``) exactly, so
+that it matches ``smplx.SMPLH`` to float precision, but it never touches the full mesh
+unless vertices are asked for:
+
+* rest joints are linear in the betas, ``J(β) = J_template + J_dirs · β`` (precomputed);
+* global transforms are chained one tree *level* at a time (12 batched matmuls for the 52
+  joints instead of 52 sequential ones), with static indices only, so it traces into one
+  graph for ONNX / TensorRT;
+* the 10 fingertips are skinned as 10 vertices (their shape, pose-corrective and skinning
+  rows precomputed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tracker.body.joints import HEAD, NUM_JOINTS, WRISTS, depth_levels
+from tracker.body.model_file import BodyModelData, read_model_file, to_smplx
+from tracker.geometry.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
+from tracker.geometry.transforms import make_transform
+
+
+@dataclass
+class BodyState:
+    """The posed body, batch ``B``, world frame, metres.
+
+    Attributes:
+        rotations: ``(B, 52, 3, 3)`` global joint orientations.
+        joints: ``(B, 52, 3)`` joint positions.
+        tips: ``(B, 2, 5, 3)`` fingertip positions; rows left/right, thumb..little.
+        vertices: ``(B, V, 3)`` mesh vertices, or ``None`` unless asked for.
+    """
+
+    rotations: Tensor
+    joints: Tensor
+    tips: Tensor
+    vertices: Tensor | None = None
+
+    def transforms(self) -> Tensor:
+        """Joint world transforms ``(B, 52, 4, 4)`` (orientation and joint position)."""
+        return make_transform(self.rotations, self.joints)
+
+    @property
+    def head(self) -> Tensor:
+        """Head joint world transform ``(B, 4, 4)``."""
+        return make_transform(self.rotations[:, HEAD], self.joints[:, HEAD])
+
+    @property
+    def wrists(self) -> Tensor:
+        """Left and right wrist joint world transforms ``(B, 2, 4, 4)`` (SMPL joint frames)."""
+        idx = list(WRISTS)
+        return make_transform(self.rotations[:, idx], self.joints[:, idx])
+
+
+class BodyModel(nn.Module):
+    """Batched SMPL+H forward kinematics; ``float32`` or ``float64`` (use ``.to(dtype)``).
+
+    Build it with :func:`load_body_model`. Call it with rotation matrices; see
+    :meth:`forward_6d` and :meth:`forward_axis_angle` for the other parametrisations.
+    """
+
+    def __init__(self, data: BodyModelData):
+        super().__init__()
+        self.data = data
+        self.parents = tuple(int(p) for p in data.parents)
+        self.num_betas = data.num_betas
+        f64 = dict(dtype=torch.float64)
+        J_reg = torch.tensor(data.J_regressor, **f64)
+        v_t = torch.tensor(data.v_template, **f64)
+        sd = torch.tensor(data.shapedirs, **f64)
+        self.register_buffer("j_template", J_reg @ v_t)  # (52, 3)
+        self.register_buffer("j_dirs", torch.einsum("jv,vck->jck", J_reg, sd))  # (52, 3, K)
+
+        tips = torch.as_tensor(data.tip_vids.reshape(-1))  # (10,)
+        self.register_buffer("tip_template", v_t[tips])  # (10, 3)
+        self.register_buffer("tip_dirs", sd[tips])  # (10, 3, K)
+        self.register_buffer("tip_weights", torch.tensor(data.weights, **f64)[tips])  # (10, 52)
+        pd = torch.tensor(data.posedirs, **f64)  # (V, 3, 459)
+        self.has_posedirs = bool(pd.abs().max() > 0)
+        self.register_buffer("tip_posedirs", pd[tips])  # (10, 3, 459)
+
+        # Static level schedule: for each tree level, its joints and, for each joint, the
+        # position of its parent inside the previous level's tensor.
+        levels = depth_levels(self.parents)
+        # Plain lists: they index tensors on any device and trace as constants.
+        self._levels = levels
+        self._level_parents = [[self.parents[j] for j in lv] for lv in levels]
+        self._parent_pos = [[0]] + [
+            [levels[d - 1].index(self.parents[j]) for j in levels[d]]
+            for d in range(1, len(levels))
+        ]
+        order = [j for lv in levels for j in lv]
+        self._unpermute = np.argsort(order).tolist()
+
+        # The full mesh, used only when vertices are asked for.
+        self.register_buffer("v_template", v_t)
+        self.register_buffer("shapedirs", sd)
+        self.register_buffer("posedirs", pd.reshape(-1, pd.shape[-1]).T.contiguous())
+        self.register_buffer("weights", torch.tensor(data.weights, **f64))
+        self.register_buffer("faces", torch.as_tensor(data.faces))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def fingerprint(self) -> str:
+        return self.data.fingerprint
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.j_template.dtype
+
+    # ------------------------------------------------------------------ kinematics
+    def rest_joints(self, betas: Tensor) -> Tensor:
+        """Rest-pose joint positions ``(B, 52, 3)`` for betas ``(B, K')``, ``K' <= K``."""
+        k = betas.shape[-1]
+        return self.j_template + torch.einsum("jck,bk->bjc", self.j_dirs[..., :k], betas)
+
+    def forward(
+        self,
+        rotmats: Tensor,
+        betas: Tensor | None = None,
+        transl: Tensor | None = None,
+        vertices: bool | Tensor = False,
+    ) -> BodyState:
+        """Pose the body.
+
+        Args:
+            rotmats: ``(B, 52, 3, 3)`` joint rotations relative to the parent (root: global).
+            betas: ``(B, K')`` shape coefficients, ``K' <= num_betas``; ``None`` = mean shape.
+            transl: ``(B, 3)`` SMPL translation (added to every joint and vertex).
+            vertices: also compute the ``(B, V, 3)`` mesh; or a ``(M,)`` index tensor to skin
+                only those vertices (``(B, M, 3)``; training losses on a vertex subset).
+
+        Returns:
+            :class:`BodyState` in the world frame.
+        """
+        B = rotmats.shape[0]
+        dt, dev = rotmats.dtype, rotmats.device
+        if betas is None:
+            betas = torch.zeros(B, 1, dtype=dt, device=dev)
+        if transl is None:
+            transl = torch.zeros(B, 3, dtype=dt, device=dev)
+        J = self.rest_joints(betas)  # (B, 52, 3)
+
+        # Chain rotations and positions level by level.
+        Rs, ts = [], []
+        for d, (lv, par, pos) in enumerate(
+            zip(self._levels, self._level_parents, self._parent_pos, strict=True)
+        ):
+            R_loc = rotmats[:, lv]
+            if d == 0:
+                R_g, t_g = R_loc, J[:, lv]
+            else:
+                offset = J[:, lv] - J[:, par]  # bone vectors in the rest pose
+                R_par, t_par = Rs[-1][:, pos], ts[-1][:, pos]
+                R_g = R_par @ R_loc
+                t_g = (R_par @ offset[..., None])[..., 0] + t_par
+            Rs.append(R_g)
+            ts.append(t_g)
+        R_glob = torch.cat(Rs, 1)[:, self._unpermute]  # (B, 52, 3, 3)
+        J_posed = torch.cat(ts, 1)[:, self._unpermute]  # (B, 52, 3)
+
+        # Skinning transforms A_j = [R_j | t_j - R_j J_j]: p -> R_j p + (t_j - R_j J_j).
+        A_t = J_posed - (R_glob @ J[..., None])[..., 0]  # (B, 52, 3)
+        want_verts = isinstance(vertices, Tensor) or bool(vertices)
+        pose_feature = None
+        if self.has_posedirs or want_verts:
+            eye = torch.eye(3, dtype=dt, device=dev)
+            pose_feature = (rotmats[:, 1:] - eye).reshape(B, -1)  # (B, 459)
+
+        k = betas.shape[-1]
+        tip_rest = self.tip_template + torch.einsum("ick,bk->bic", self.tip_dirs[..., :k], betas)
+        if self.has_posedirs:
+            tip_rest = tip_rest + torch.einsum("icp,bp->bic", self.tip_posedirs, pose_feature)
+        tips = self._skin(self.tip_weights, R_glob, A_t, tip_rest) + transl[:, None]
+
+        verts = None
+        if want_verts:
+            ids = vertices if isinstance(vertices, Tensor) else slice(None)
+            v_rest = self.v_template[ids] + torch.einsum(
+                "vck,bk->bvc", self.shapedirs[ids][..., :k], betas)
+            if self.has_posedirs:
+                pd = self.posedirs.reshape(-1, self.v_template.shape[0], 3)[:, ids]
+                v_rest = v_rest + torch.einsum("pvc,bp->bvc", pd, pose_feature)
+            verts = self._skin(self.weights[ids], R_glob, A_t, v_rest) + transl[:, None]
+        return BodyState(
+            rotations=R_glob,
+            joints=J_posed + transl[:, None],
+            tips=tips.reshape(B, 2, 5, 3),
+            vertices=verts,
+        )
+
+    @staticmethod
+    def _skin(w: Tensor, R: Tensor, t: Tensor, p: Tensor) -> Tensor:
+        """LBS of rest points ``p (B, N, 3)`` with weights ``w (N, 52)``, ``R (B, 52, 3, 3)``,
+        ``t (B, 52, 3)`` -> ``(B, N, 3)``."""
+        R_blend = torch.einsum("nj,bjrc->bnrc", w, R)
+        t_blend = torch.einsum("nj,bjc->bnc", w, t)
+        return (R_blend @ p[..., None])[..., 0] + t_blend
+
+    def forward_6d(self, rot6d: Tensor, betas=None, transl=None, vertices=False) -> BodyState:
+        """Like :meth:`forward` with ``rot6d (B, 52, 6)`` (see ``tracker.geometry``)."""
+        return self.forward(rotation_6d_to_matrix(rot6d), betas, transl, vertices)
+
+    def forward_axis_angle(self, poses: Tensor, betas=None, transl=None, vertices=False):
+        """Like :meth:`forward` with AMASS-layout ``poses (B, 156)`` axis-angle."""
+        R = axis_angle_to_matrix(poses.reshape(poses.shape[0], NUM_JOINTS, 3))
+        return self.forward(R, betas, transl, vertices)
+
+    def smplx_layer(self, num_betas: int | None = None):
+        """The reference ``smplx.SMPLH`` layer for the same file (tests, tooling)."""
+        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a betas warning
+            return to_smplx(self.data, num_betas, dtype=self.dtype).to(self.j_template.device)
+
+
+def load_body_model(
+    path: str | Path | None = None,
+    gender: str = "neutral",
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> BodyModel:
+    """Load an SMPL+H-layout body model for the fast kinematics path.
+
+    Args:
+        path: ``None`` for the bundled open model; else a real SMPL+H ``.pkl`` (MANO site),
+            an AMASS ``model.npz``, our ``.npz``, or a folder holding one (smplx layout).
+        gender: picks the file inside a folder.
+        dtype: ``torch.float32`` or ``torch.float64``.
+    """
+    return BodyModel(read_model_file(path, gender)).to(device=device, dtype=dtype)

@@ -1,0 +1,61 @@
+"""The ``tracker`` command: ``tracker <subcommand> --help`` for each.
+
+Subcommands register themselves here as ``(name, module)``; every module has
+``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "demo": ("tracker.commands.demo", "run the pipeline on a generated motion (no headset)"),
+    "info": ("tracker.commands.info", "show the body model, package versions and devices"),
+    "calibrate": ("tracker.commands.calibrate", "measure a user: shape, T_HMD, floor"),
+    "openxr": ("tracker.commands.openxr", "publish a live OpenXR headset's frames"),
+    "serve": ("tracker.commands.serve", "fit headset streams live (ZeroMQ in, poses out)"),
+    "simulate": ("tracker.commands.simulate", "synthetic headsets publishing protocol frames"),
+    "replay": ("tracker.commands.replay", "re-run a recording through the tracker"),
+    "view": ("tracker.commands.view", "live 3D view of the published poses (Open3D)"),
+}
+
+
+def build_parser(prog: str, subcommands: dict, argv: list[str]) -> argparse.ArgumentParser:
+    """All subcommands are listed; only the one being run is imported (fast ``--help``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=sys.modules[__name__].__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in subcommands.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
+    return parser
+
+
+def run_cli(prog: str, subcommands: dict, argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(prog, subcommands, argv).parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except UserError as exc:
+        print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, bad option): printed without a traceback."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("tracker", SUBCOMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

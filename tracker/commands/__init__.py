@@ -1,0 +1,1 @@
+"""Implementations of the ``tracker`` subcommands (one module each)."""

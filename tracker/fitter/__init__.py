@@ -1,0 +1,1 @@
+"""The neural fitter (Choutas et al. 2022): data term, network, update rule, streaming."""

@@ -1,0 +1,204 @@
+"""The neural fitter: Φ, Φh initialisers, a layer-normalised GRU, and the update rule.
+
+Choutas et al. 2022, Alg. 1 and Eq. 1-2, per frame::
+
+    Θ0 = Φ(D), h0 = Φh(D)                        (or the previous frame's Θ, h: streaming)
+    for n = 1..N:
+        ΔΘn, hn = f([g(n-1), Θ(n-1)], D, h(n-1))
+        λ, γ    = f_λγ(R(Θ(n-1)), R(Θ(n-1) + ΔΘn))
+        Θn      = Θ(n-1) + λ ΔΘn - γ g(n-1)
+
+Θ ``(B, 315)`` = 52 joint rotations in 6D + root translation, β given. The fit runs in the
+canonical heading frame (``tracker.fitter.canonical``); inputs and outputs are stage-frame.
+There is no Python branching on tensor values inside a fit and no autograd: a fit traces to
+one graph (``engines/``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from tracker.body.kinematics import BodyModel
+from tracker.fitter.canonical import heading_frame, signals_to_frame, theta_to_frame
+from tracker.fitter.data_term import RESIDUAL_DIM, THETA_DIM, DataTermConfig, data_term
+from tracker.fitter.network import GRUStack, mlp, small_init_
+from tracker.geometry.rotations import matrix_to_rotation_6d
+from tracker.signals.headset import HeadsetSignals
+
+DIVERGED_RESIDUAL_M = 0.5  # a fit whose RMS residual exceeds this is treated as diverged
+
+
+@dataclass(frozen=True)
+class FitterConfig:
+    """Architecture and iteration settings (stored in every checkpoint).
+
+    Attributes:
+        hidden: GRU width (the paper: 1024).
+        layers: stacked GRU cells (the paper: 2).
+        init_hidden: width of the Φ, Φh MLPs (the paper: 256).
+        lg_hidden: width of the shared f_λγ MLP.
+        iterations: N, fitting iterations per frame (the paper: 5).
+        num_betas: shape coefficients the networks see (padded/truncated).
+        dropout: dropout on GRU hidden states while training (the paper: 0.5).
+        update_rule: ``"eq1"`` (λ·ΔΘ − γ·g, the paper) or ``"lgd"`` (λ = 1, γ = 0; Song 2020).
+        data_term: weights of L_D.
+    """
+
+    hidden: int = 1024
+    layers: int = 2
+    init_hidden: int = 256
+    lg_hidden: int = 256
+    iterations: int = 5
+    num_betas: int = 16
+    dropout: float = 0.0
+    update_rule: Literal["eq1", "lgd"] = "eq1"
+    data_term: DataTermConfig = field(default_factory=DataTermConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitterConfig:
+        d = dict(d)
+        d["data_term"] = DataTermConfig(**d.get("data_term", {}))
+        return cls(**d)
+
+
+@dataclass
+class FitOutput:
+    """One frame's fit, batch ``B``, stage frame.
+
+    Attributes:
+        theta: ``(B, 315)`` final parameters.
+        hidden: ``(B, L, H)`` GRU state to carry to the next frame.
+        residual: ``(B,)`` RMS data-term residual at ``theta``, metres.
+        ok: ``(B,)`` bool; false where the fit diverged (then ``theta`` is the regressor's).
+        iterates: ``(N+1, B, 315)`` Θ0..ΘN (only when asked for).
+    """
+
+    theta: Tensor
+    hidden: Tensor
+    residual: Tensor
+    ok: Tensor
+    iterates: Tensor | None = None
+
+
+def encode_observations(sig: HeadsetSignals, betas: Tensor, num_betas: int) -> Tensor:
+    """Network input D ``(B, 61 + num_betas)`` from canonical-frame signals and betas ``(B, K)``.
+
+    Head pose (position + 6D), wrist poses and fingertips zeroed where not visible, the
+    visibility and tips-valid flags, and the betas padded or cut to ``num_betas``.
+    """
+    B = sig.head.shape[0]
+    vis = sig.visible.to(sig.head.dtype)
+    tips_on = (sig.visible & sig.tips_valid).to(sig.head.dtype)
+    head = torch.cat([sig.head[:, :3, 3], matrix_to_rotation_6d(sig.head[:, :3, :3])], -1)
+    wrists = torch.cat([sig.wrists[..., :3, 3], matrix_to_rotation_6d(sig.wrists[..., :3, :3])], -1)
+    wrists = (wrists * vis[..., None]).reshape(B, 18)
+    tips = (sig.tips * tips_on[..., None, None]).reshape(B, 30)
+    k = min(num_betas, betas.shape[-1])
+    b = torch.zeros(B, num_betas, dtype=betas.dtype, device=betas.device)
+    b = torch.cat([betas[:, :k], b[:, k:]], -1)
+    return torch.cat([head, wrists, tips, vis, tips_on, b], -1)
+
+
+class NeuralFitter(nn.Module):
+    """The learned optimiser. Call :meth:`forward` once per frame for a batch of sessions."""
+
+    def __init__(self, body: BodyModel, cfg: FitterConfig = FitterConfig()):
+        super().__init__()
+        self.body = body
+        self.cfg = cfg
+        d_in = 61 + cfg.num_betas
+        H, L = cfg.hidden, cfg.layers
+        self.phi = mlp(d_in, cfg.init_hidden, THETA_DIM)
+        self.phi_h = mlp(d_in, cfg.init_hidden, L * H)
+        self.gru = GRUStack(2 * THETA_DIM + d_in, H, L, cfg.dropout)
+        self.delta_head = small_init_(nn.Linear(H, THETA_DIM))
+        self.f_lg = nn.Sequential(nn.Linear(2 * RESIDUAL_DIM, cfg.lg_hidden), nn.ReLU())
+        self.lam_head = small_init_(nn.Linear(cfg.lg_hidden, THETA_DIM))
+        self.gam_head = small_init_(nn.Linear(cfg.lg_hidden, THETA_DIM))
+        self.gamma_bias = -3.0  # softplus(-3) ≈ 0.05: a small gradient step at init
+        # Φ predicts an offset from the rest pose (identity rotations, zero translation).
+        rest = matrix_to_rotation_6d(torch.eye(3).expand(52, 3, 3)).reshape(-1)
+        self.register_buffer("theta_rest", torch.cat([rest, torch.zeros(3)]))
+
+    @property
+    def state_shape(self) -> tuple[int, int]:
+        """Shape ``(L, H)`` of one session's hidden state."""
+        return self.cfg.layers, self.cfg.hidden
+
+    def forward(
+        self,
+        sig: HeadsetSignals,
+        betas: Tensor,
+        T_hmd: Tensor,
+        theta_prev: Tensor | None = None,
+        hidden_prev: Tensor | None = None,
+        reset: Tensor | None = None,
+        iterations: int | None = None,
+        return_iterates: bool = False,
+    ) -> FitOutput:
+        """Fit one frame for ``B`` sessions.
+
+        Args:
+            sig: stage-frame observations, batch ``(B,)``.
+            betas: ``(B, K)`` body shapes.
+            T_hmd: ``(4, 4)`` or ``(B, 4, 4)`` headset in the head-joint frame.
+            theta_prev: ``(B, 315)`` previous frame's stage-frame Θ (streaming), or ``None``.
+            hidden_prev: ``(B, L, H)`` previous hidden state, or ``None``.
+            reset: ``(B,)`` bool: start from Φ, Φh instead of the previous frame. ``None``
+                means all true (the paper's per-frame mode) unless a previous state is given.
+            iterations: override N (``0`` = the regressor Φ alone).
+        """
+        N = self.cfg.iterations if iterations is None else iterations
+        B, dt = betas.shape[0], sig.head.dtype
+        C = heading_frame(sig.head)
+        sig_c = signals_to_frame(sig, C)
+        pelvis = self.body.rest_joints(betas)[:, 0]
+        D = encode_observations(sig_c, betas, self.cfg.num_betas)
+        theta_reg = self.theta_rest + self.phi(D)
+        h_reg = torch.tanh(self.phi_h(D)).reshape(B, *self.state_shape)
+        if theta_prev is None or hidden_prev is None:
+            theta, h = theta_reg, h_reg
+        else:
+            r = (torch.ones(B, dtype=torch.bool, device=D.device) if reset is None else reset)
+            r = r.to(dt)[:, None]
+            theta = r * theta_reg + (1 - r) * theta_to_frame(theta_prev, C, pelvis)
+            h = r[..., None] * h_reg + (1 - r[..., None]) * hidden_prev
+
+        dcfg = self.cfg.data_term
+        out = data_term(self.body, theta, betas, sig_c, T_hmd, dcfg, with_grad=N > 0)
+        iterates = [theta]
+        for n in range(N):
+            g = out.grad
+            x = torch.cat([torch.asinh(10.0 * g), theta, D], -1)
+            top, h = self.gru(x, h)
+            delta = self.delta_head(top)
+            if self.cfg.update_rule == "lgd":
+                theta = theta + delta
+            else:
+                trial = data_term(self.body, theta + delta, betas, sig_c, T_hmd, dcfg,
+                                  with_grad=False)
+                z = self.f_lg(torch.asinh(10.0 * torch.cat([out.residuals, trial.residuals], -1)))
+                lam = 2.0 * torch.sigmoid(self.lam_head(z))
+                gam = nn.functional.softplus(self.gam_head(z) + self.gamma_bias)
+                theta = theta + lam * delta - gam * g
+            out = data_term(self.body, theta, betas, sig_c, T_hmd, dcfg, with_grad=n < N - 1)
+            iterates.append(theta)
+
+        residual = out.residual_m
+        ok = torch.isfinite(theta).all(-1) & torch.isfinite(h).flatten(1).all(-1)
+        ok = ok & (residual < DIVERGED_RESIDUAL_M)
+        okf = ok.to(dt)[:, None]
+        theta = okf * torch.nan_to_num(theta) + (1 - okf) * theta_reg
+        h = okf[..., None] * torch.nan_to_num(h) + (1 - okf[..., None]) * h_reg
+        stage = theta_to_frame(theta, C, pelvis, inverse=True)
+        its = None
+        if return_iterates:
+            its = torch.stack([theta_to_frame(t, C, pelvis, inverse=True) for t in iterates])
+        return FitOutput(theta=stage, hidden=h, residual=residual, ok=ok, iterates=its)

@@ -1,0 +1,1 @@
+"""Human motion: procedural generator, readers and importers (AMASS layout)."""

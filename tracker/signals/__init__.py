@@ -1,0 +1,1 @@
+"""Headset signals: what the fitter sees, the stage frame, and the device model."""

@@ -1,0 +1,22 @@
+"""The ``trainer`` command (offline jobs): ``trainer <subcommand> --help`` for each."""
+
+from __future__ import annotations
+
+import sys
+
+from tracker.cli import run_cli
+
+SUBCOMMANDS = {
+    "make-motion": ("trainer.commands.make_motion",
+                    "write procedural AMASS-layout motions (no mocap data needed)"),
+    "eval": ("trainer.commands.eval", "score the fitter and its baselines (paper + AGRoL metrics)"),
+    "fit-gmm": ("trainer.commands.fit_gmm", "fit the GMM pose prior of the L-BFGS baseline"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("trainer", SUBCOMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Implementations of the ``trainer`` subcommands (one module each)."""
