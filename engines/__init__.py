@@ -1,5 +1,17 @@
 """Engines: the per-frame fit as one call for a batch of sessions (see ``engines.base``)."""
 
-from engines.base import EagerEngine, Engine, EngineError, FitBatch, FitResult, make_engine
+from engines.base import (
+    EagerEngine,
+    Engine,
+    EngineError,
+    FitBatch,
+    FitResult,
+    available_engines,
+    make_engine,
+    resolve_engine_name,
+)
+from engines.buckets import BUCKETS, bucket_for
+from engines.cache import EngineCache
 
-__all__ = ["EagerEngine", "Engine", "EngineError", "FitBatch", "FitResult", "make_engine"]
+__all__ = ["BUCKETS", "EagerEngine", "Engine", "EngineCache", "EngineError", "FitBatch",
+           "FitResult", "available_engines", "bucket_for", "make_engine", "resolve_engine_name"]

@@ -2,17 +2,39 @@
 
 Live serving, replay, evaluation and benchmarks all go through :meth:`Engine.fit`. Every
 backend runs the *complete* per-frame fit (N iterations with the data-term gradient and the
-update rule) on flat tensors, so compiled backends can trace it into one graph.
+update rule) on flat tensors (``engines.flat``), so compiled backends trace it into one graph.
+
+Backends (``make_engine(name, fitter)``):
+
+* ``eager``: PyTorch, the reference;
+* ``onnxruntime`` (alias ``ort``): the fit exported to ONNX, run by ONNX Runtime on the CPU;
+* ``inductor`` (alias ``aoti``): the fit compiled ahead of time by TorchInductor to a C++
+  library (``.pt2``), CPU;
+* ``tensorrt`` / ``tensorrt-fp16``: torch-tensorrt (dynamo path), CUDA graphs, GPU;
+* ``cpu``: the fastest CPU backend, ``inductor`` (chosen by measurement, see the README);
+* ``auto``: the first that can run here of ``tensorrt`` (CUDA and torch-tensorrt),
+  ``inductor`` (a C++ compiler), ``onnxruntime`` (onnxruntime + onnxscript), ``eager``.
+
+Compiled engines are built once per key and cached on disk (``engines.cache``), and run at
+batch buckets ``1, 2, 4, ..., 256`` (``engines.buckets``).
 """
 
 from __future__ import annotations
 
+import time
+import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from engines.buckets import BUCKETS, bucket_for, chunks, pad_rows
+from engines.cache import EngineCache, device_tag, fitter_fingerprint, source_fingerprint
+from engines.flat import flat_inputs
 from tracker.fitter.fitter import NeuralFitter
 from tracker.signals.headset import HeadsetSignals
 
@@ -45,6 +67,10 @@ class FitBatch:
                      else v.to(device)) for k, v in moved.items()}
         return FitBatch(**moved)
 
+    @property
+    def batch_size(self) -> int:
+        return int(self.signals.head.shape[0])
+
 
 @dataclass
 class FitResult:
@@ -60,6 +86,7 @@ class Engine(ABC):
     """A backend. ``name`` identifies it in benchmarks and the server's status."""
 
     name: str = "?"
+    precision: str = "fp32"
 
     def __init__(self, fitter: NeuralFitter):
         self.fitter = fitter.eval()
@@ -76,6 +103,13 @@ class Engine(ABC):
         """Zero Θ ``(B, 315)`` and hidden ``(B, L, H)`` for new sessions (reset them)."""
         return (torch.zeros(B, 315, device=self.device),
                 torch.zeros(B, *self.state_shape, device=self.device))
+
+    def warmup(self, buckets: Sequence[int] = BUCKETS) -> None:  # noqa: B027 (optional hook)
+        """Build (or load) what the given batch buckets need, so no tick waits for a build."""
+
+    def describe(self) -> dict[str, Any]:
+        """What runs: for logs, the server's status and benchmark reports."""
+        return {"engine": self.name, "precision": self.precision, "device": str(self.device)}
 
     @abstractmethod
     def fit(self, batch: FitBatch) -> FitResult:
@@ -94,8 +128,214 @@ class EagerEngine(Engine):
         return FitResult(out.theta, out.hidden, out.residual, out.ok)
 
 
-def make_engine(name: str, fitter: NeuralFitter) -> Engine:
-    """``eager`` today; compiled CPU and TensorRT backends register here (engines issue)."""
-    if name in ("eager", "auto"):
-        return EagerEngine(fitter)
-    raise EngineError(f"unknown engine {name!r}; available: auto, eager")
+Runner = Callable[..., Sequence[Tensor]]
+
+
+class CompiledEngine(Engine):
+    """A backend that runs a compiled artifact on the flat tensors of ``engines.flat``.
+
+    Subclasses say how to build an artifact for a batch bucket into a file and how to load
+    it into a callable ``runner(*inputs) -> (theta, hidden, residual, ok)``. Artifacts are
+    cached (:class:`~engines.cache.EngineCache`) under :meth:`cache_key`. A *dynamic* engine
+    (``dynamic_batch = True``) has one artifact for every batch size and runs unpadded; a
+    static one has one artifact per bucket and pads the batch up to it.
+    """
+
+    backend: str = "?"
+    artifact: str = "engine.bin"
+    dynamic_batch: bool = False
+    libraries: tuple[str, ...] = ()
+    buckets: tuple[int, ...] = BUCKETS
+
+    def __init__(self, fitter: NeuralFitter, cache: EngineCache | str | Path | None = None,
+                 verbose: bool = True):
+        super().__init__(fitter)
+        self.cache = cache if isinstance(cache, EngineCache) else EngineCache(cache)
+        self.verbose = verbose
+        self.num_betas = fitter.body.num_betas
+        self._fingerprint = fitter_fingerprint(fitter)
+        self._runners: dict[int, Runner] = {}
+        self.build_log: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ keys and artifacts
+    def options(self) -> dict[str, Any]:
+        """Build options that change the artifact (part of the key)."""
+        return {}
+
+    def cache_key(self, bucket: int | str) -> dict[str, Any]:
+        from engines.cache import library_versions
+
+        return {
+            "backend": self.backend,
+            "format": 1,
+            "checkpoint": self._fingerprint,
+            "source": source_fingerprint((f"engines/{type(self).__module__.split('.')[-1]}.py",)),
+            "precision": self.precision,
+            "bucket": bucket,
+            "device": device_tag(self.device),
+            "versions": library_versions(*self.libraries),
+            "options": self.options(),
+        }
+
+    def _slot(self, B: int) -> int | str:
+        """The artifact a batch of ``B <= buckets[-1]`` runs on."""
+        return f"1-{self.buckets[-1]}" if self.dynamic_batch else bucket_for(B, self.buckets)
+
+    @abstractmethod
+    def _build(self, path: Path, bucket: int | str) -> None:
+        """Write the artifact for ``bucket`` to ``path``."""
+
+    @abstractmethod
+    def _load(self, path: Path, bucket: int | str) -> Runner:
+        """Load the artifact at ``path`` as a runner."""
+
+    def runner(self, slot: int | str) -> Runner:
+        """The runner for a batch slot, loaded from the cache or built (once) into it."""
+        if slot not in self._runners:
+            key = self.cache_key(slot)
+            t0 = time.perf_counter()
+            if self.verbose and self.cache.lookup(key, self.artifact) is None:
+                print(f"engines: building {self.name} for batch {slot} (once; cached in "
+                      f"{self.cache.root})", flush=True)
+            run, built = self.cache.get_or_build(
+                key, self.artifact, lambda p: self._build(p, slot),
+                lambda p: self._load(p, slot))
+            self._runners[slot] = run
+            self.build_log.append({"bucket": slot, "built": built,
+                                   "seconds": round(time.perf_counter() - t0, 2),
+                                   "path": str(self.cache.path_for(key))})
+        return self._runners[slot]
+
+    def warmup(self, buckets: Sequence[int] = BUCKETS) -> None:
+        for slot in dict.fromkeys(self._slot(min(b, self.buckets[-1])) for b in buckets):
+            self.runner(slot)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "backend": self.backend,
+                "dynamic_batch": self.dynamic_batch, "checkpoint": self._fingerprint}
+
+    # ------------------------------------------------------------------ running
+    def _inputs(self, batch: FitBatch) -> tuple[Tensor, ...]:
+        return tuple(t.to(self.device) for t in flat_inputs(batch, self.num_betas))
+
+    @torch.inference_mode()
+    def fit(self, batch: FitBatch) -> FitResult:
+        x = self._inputs(batch)
+        B = x[0].shape[0]
+        parts = []
+        for rows in chunks(B, self.buckets[-1]):
+            xs = tuple(t[rows] for t in x)
+            n = xs[0].shape[0]
+            slot = self._slot(n)
+            if not self.dynamic_batch:
+                xs = pad_rows(xs, slot)
+            out = self.runner(slot)(*xs)
+            parts.append([t[:n] for t in out])
+        if len(parts) == 1:
+            theta, hidden, residual, ok = parts[0]
+        else:
+            theta, hidden, residual, ok = (torch.cat(ts, 0) for ts in zip(*parts, strict=True))
+        return FitResult(theta, hidden, residual, ok.bool())
+
+
+# ---------------------------------------------------------------------- registry
+def _tensorrt(fitter: NeuralFitter, precision: str, **kw) -> Engine:
+    from engines.trt import TensorRTEngine
+
+    return TensorRTEngine(fitter, precision=precision, **kw)
+
+
+def _onnxruntime(fitter: NeuralFitter, **kw) -> Engine:
+    from engines.ort import OnnxRuntimeEngine
+
+    return OnnxRuntimeEngine(fitter, **kw)
+
+
+def _inductor(fitter: NeuralFitter, **kw) -> Engine:
+    from engines.inductor import InductorEngine
+
+    return InductorEngine(fitter, **kw)
+
+
+# The CPU backend ``cpu`` and ``auto`` pick (see the README's engines section for numbers).
+BEST_CPU = "inductor"
+AUTO_ORDER = ("tensorrt", "inductor", "onnxruntime")
+ENGINES: dict[str, Callable[..., Engine]] = {
+    "eager": lambda fitter, **kw: EagerEngine(fitter),
+    "onnxruntime": _onnxruntime,
+    "inductor": _inductor,
+    "tensorrt": lambda fitter, **kw: _tensorrt(fitter, "fp32", **kw),
+    "tensorrt-fp16": lambda fitter, **kw: _tensorrt(fitter, "fp16", **kw),
+}
+ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "aoti": "inductor",
+           "trt": "tensorrt", "trt-fp16": "tensorrt-fp16", "cpu": BEST_CPU}
+
+
+def available_engines() -> dict[str, str | None]:
+    """``{name: None if it can run here else the reason it cannot}``."""
+    from engines.inductor import inductor_missing
+    from engines.ort import onnxruntime_missing
+    from engines.trt import tensorrt_missing
+
+    out: dict[str, str | None] = {"eager": None}
+    out["onnxruntime"] = onnxruntime_missing()
+    out["inductor"] = inductor_missing()
+    out["tensorrt"] = out["tensorrt-fp16"] = tensorrt_missing()
+    return out
+
+
+def resolve_engine_name(name: str) -> str:
+    """The backend ``name`` stands for here (``auto`` resolved, aliases expanded)."""
+    name = ALIASES.get(name, name)
+    if name != "auto":
+        return name
+    avail = available_engines()
+    for candidate in AUTO_ORDER:
+        if avail.get(candidate) is None:
+            return candidate
+    return "eager"
+
+
+def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path | None = None,
+                prepare: bool = True, **options) -> Engine:
+    """The engine ``name`` for ``fitter`` (see the module docstring for the names).
+
+    Args:
+        cache: engine cache directory (default ``$FITSTREAM_CACHE`` or
+            ``~/.cache/fitstream/engines``) or an :class:`EngineCache`.
+        prepare: build or load the compiled artifact for batch 1 now (minutes the first
+            time), so that a failure surfaces here and not at the first tick.
+        options: backend options (e.g. ``threads`` for onnxruntime, ``cuda_graphs``).
+
+    Raises :class:`EngineError` when ``name`` is unknown, cannot run here (the message says
+    what is missing) or fails to build. ``auto`` never raises: it tries its candidates in
+    order (``AUTO_ORDER``), warning about each one that fails, and ends with ``eager``.
+    """
+    requested = ALIASES.get(name, name)
+    if requested == "auto":
+        avail = available_engines()
+        candidates = [c for c in AUTO_ORDER if avail[c] is None] + ["eager"]
+    else:
+        if requested not in ENGINES:
+            raise EngineError(f"unknown engine {name!r}; available: "
+                              f"{', '.join(['auto', *ENGINES, *ALIASES])}")
+        missing = available_engines().get(requested)
+        if missing is not None:
+            raise EngineError(f"engine {requested!r} cannot run here: {missing}")
+        candidates = [requested]
+    for candidate in candidates:
+        try:
+            if candidate == "eager":
+                return EagerEngine(fitter)
+            engine = ENGINES[candidate](fitter, cache=cache, **options)
+            if prepare and isinstance(engine, CompiledEngine):
+                engine.runner(engine._slot(1))
+            return engine
+        except Exception as exc:
+            if requested != "auto":
+                if isinstance(exc, EngineError):
+                    raise
+                raise EngineError(f"engine {candidate!r} failed to build: {exc}") from exc
+            warnings.warn(f"engine {candidate!r} failed to build ({exc}); trying the next",
+                          stacklevel=2)
+    return EagerEngine(fitter)  # pragma: no cover - eager is always the last candidate

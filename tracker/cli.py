@@ -1,7 +1,7 @@
-"""The ``tracker`` command: ``tracker <subcommand> --help`` for each.
+"""The ``tracker`` command line and the small framework ``trainer`` shares.
 
-Subcommands register themselves here as ``(name, module)``; every module has
-``add_arguments(parser)`` and ``run(args) -> int``.
+Subcommands register in ``SUBCOMMANDS`` as ``name: (module, help)``; every module has
+``add_arguments(parser)`` and ``run(args) -> int``. ``tracker <subcommand> --help`` for each.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
+    "bench": ("tracker.commands.bench", "time the fit engines (eager, CPU, TensorRT) per batch"),
     "demo": ("tracker.commands.demo", "run the pipeline on a generated motion (no headset)"),
     "info": ("tracker.commands.info", "show the body model, package versions and devices"),
     "calibrate": ("tracker.commands.calibrate", "measure a user: shape, T_HMD, floor"),
@@ -22,9 +23,10 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser(prog: str, subcommands: dict, argv: list[str]) -> argparse.ArgumentParser:
+def build_parser(prog: str, subcommands: dict, argv: list[str],
+                 description: str | None = None) -> argparse.ArgumentParser:
     """All subcommands are listed; only the one being run is imported (fast ``--help``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=sys.modules[__name__].__doc__)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in subcommands.items():
@@ -36,9 +38,10 @@ def build_parser(prog: str, subcommands: dict, argv: list[str]) -> argparse.Argu
     return parser
 
 
-def run_cli(prog: str, subcommands: dict, argv: list[str] | None = None) -> int:
+def run_cli(prog: str, subcommands: dict, argv: list[str] | None = None,
+            description: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(prog, subcommands, argv).parse_args(argv)
+    args = build_parser(prog, subcommands, argv, description).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
@@ -54,7 +57,8 @@ class UserError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("tracker", SUBCOMMANDS, argv)
+    return run_cli("tracker", SUBCOMMANDS, argv,
+                   "Real-time SMPL+H body tracking from headset signals (see README.md).")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import msgpack
 import numpy as np
 import torch
 
-from tracker.geometry.transforms import pose7_to_transform
 from tracker.signals.headset import HeadsetSignals, VisibilityMode, hand_visibility
 
 VERSION = 1
@@ -226,6 +225,8 @@ def frames_to_signals(
 
     A nil hand or ``tracked: false`` -> not tracked; missing tips -> ``tips_valid`` false.
     """
+    from tracker.server.fastpose import pose7_to_transform as np_pose7_to_transform
+
     B = len(frames)
     head = np.stack([f.head for f in frames])
     wrists = np.zeros((B, 2, 7))
@@ -242,8 +243,10 @@ def frames_to_signals(
             if h.tips is not None:
                 tips[i, s] = h.tips
                 tips_valid[i, s] = True
-    T_head = pose7_to_transform(torch.as_tensor(head, dtype=dtype))
-    T_wr = pose7_to_transform(torch.as_tensor(wrists, dtype=dtype))
+    # NumPy for the small per-tick batches (torch's per-op overhead dominates at B ~ 1-16)
+    T = np_pose7_to_transform(np.concatenate([head[:, None], wrists], 1))  # (B, 3, 4, 4)
+    T_head = torch.as_tensor(T[:, 0], dtype=dtype)
+    T_wr = torch.as_tensor(T[:, 1:], dtype=dtype)
     tr = torch.as_tensor(tracked)
     return HeadsetSignals(
         head=T_head, wrists=T_wr, tips=torch.as_tensor(tips, dtype=dtype), tracked=tr,

@@ -7,6 +7,11 @@ import sys
 from tracker.cli import run_cli
 
 SUBCOMMANDS = {
+    "import-bvh": ("trainer.commands.import_bvh",
+                   "convert BVH mocap into AMASS-layout training motion (retargeting)"),
+    "data-info": ("trainer.commands.data_info",
+                  "report clips, hours and retarget errors of a training set; build its cache"),
+    "fit-amass": ("trainer.commands.fit_amass", "train the neural fitter on AMASS-layout motion"),
     "make-motion": ("trainer.commands.make_motion",
                     "write procedural AMASS-layout motions (no mocap data needed)"),
     "eval": ("trainer.commands.eval", "score the fitter and its baselines (paper + AGRoL metrics)"),
@@ -15,7 +20,8 @@ SUBCOMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("trainer", SUBCOMMANDS, argv)
+    return run_cli("trainer", SUBCOMMANDS, argv,
+                   "Offline jobs: motion data, training and evaluation of the fitter.")
 
 
 if __name__ == "__main__":

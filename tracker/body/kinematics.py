@@ -8,9 +8,9 @@ that it matches ``smplx.SMPLH`` to float precision, but it never touches the ful
 unless vertices are asked for:
 
 * rest joints are linear in the betas, ``J(β) = J_template + J_dirs · β`` (precomputed);
-* global transforms are chained one tree *level* at a time (12 batched matmuls for the 52
-  joints instead of 52 sequential ones), with static indices only, so it traces into one
-  graph for ONNX / TensorRT;
+* global transforms are chained by *pointer doubling* over 4x4 transforms (4 gathers and 4
+  batched matmuls for the 11 tree levels instead of 52 sequential products), with static
+  indices only, so it traces into one small graph for Inductor / ONNX / TensorRT;
 * the 10 fingertips are skinned as 10 vertices (their shape, pose-corrective and skinning
   rows precomputed).
 """
@@ -31,6 +31,36 @@ from tracker.body.model_file import BodyModelData, read_model_file, to_smplx
 from tracker.geometry.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
 from tracker.geometry.transforms import make_transform
 
+_SMALL_MATMUL = "auto"
+
+
+@contextlib.contextmanager
+def small_matmul_mode(mode: str):
+    """Within the block, :func:`small_matmul` uses ``mode``: ``"auto"``, ``"matmul"`` or
+    ``"broadcast"`` (engines pick the form their backend runs fastest while tracing)."""
+    global _SMALL_MATMUL
+    if mode not in ("auto", "matmul", "broadcast"):
+        raise ValueError(f"unknown small_matmul mode {mode!r}")
+    old, _SMALL_MATMUL = _SMALL_MATMUL, mode
+    try:
+        yield
+    finally:
+        _SMALL_MATMUL = old
+
+
+def small_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a (..., n, k) @ b (..., k, m)`` for tiny matrices (3x3, 4x4, matrix-vector).
+
+    Eager: ``torch.matmul``. While compiling (``"auto"`` mode): a broadcast multiply and sum,
+    which Inductor runs as one vectorised loop over the whole batch (as batched GEMMs, the
+    52 x B tiny matrices cost a library call each: 7x slower at batch 256 on the CPU). ONNX
+    Runtime is the other way round (its MatMul beats Mul + ReduceSum), see
+    :func:`small_matmul_mode`.
+    """
+    mode = _SMALL_MATMUL
+    if mode == "broadcast" or (mode == "auto" and torch.compiler.is_compiling()):
+        return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+    return a @ b
 
 @dataclass
 class BodyState:
@@ -104,10 +134,51 @@ class BodyModel(nn.Module):
         order = [j for lv in levels for j in lv]
         self._unpermute = np.argsort(order).tolist()
 
+        # The chain by pointer doubling (see ``_chain``): transforms live in a (B, 53, 4, 4)
+        # tensor whose row 52 is the identity (the root's "parent"); step s multiplies every
+        # joint by the product of the 2^s joints above it, so 4 gathers + 4 batched matmuls
+        # chain the 11 levels. Index buffers are non-persistent: checkpoints never see them.
+        P = len(self.parents)
+        anc = [p if p >= 0 else P for p in self.parents] + [P]
+        steps = []
+        while any(a != P for a in anc):
+            steps.append(anc)
+            anc = [anc[a] for a in anc]
+        self.register_buffer("_double_idx", torch.tensor(steps, dtype=torch.long),
+                             persistent=False)  # (S, 53)
+        # Bone offsets J_j - J_parent (root: J_0) are linear in the betas too.
+        sel = torch.zeros(P, P, **f64)
+        for j, p in enumerate(self.parents):
+            if p >= 0:
+                sel[j, p] = 1.0
+        bone = torch.eye(P, **f64) - sel
+        self.register_buffer("off_template", bone @ self.j_template)  # (52, 3)
+        self.register_buffer("off_dirs", torch.einsum("jk,kcb->jcb", bone, self.j_dirs))
+        # desc[j, k] = 1 where k is j or below it: subtree sums in one matmul (kinematics_vjp)
+        desc = torch.eye(P, **f64)
+        for j in range(P):
+            a = self.parents[j]
+            while a >= 0:
+                desc[a, j] = 1.0
+                a = self.parents[a]
+        self.register_buffer("descendants", desc, persistent=False)
+        # one-hot columns of the joints a headset observes: head, left wrist, right wrist
+        obs = torch.zeros(P, 3, **f64)
+        for n, j in enumerate((HEAD, *WRISTS)):
+            obs[j, n] = 1.0
+        self.register_buffer("observed_select", obs, persistent=False)
+        pad = torch.zeros(P + 1, 4, 4, **f64)
+        pad[:P, 3, 3] = 1.0
+        pad[P] = torch.eye(4, **f64)
+        self.register_buffer("_chain_pad", pad, persistent=False)
+
         # The full mesh, used only when vertices are asked for.
         self.register_buffer("v_template", v_t)
         self.register_buffer("shapedirs", sd)
-        self.register_buffer("posedirs", pd.reshape(-1, pd.shape[-1]).T.contiguous())
+        # (459, V*3) like smplx; empty when the model has no pose correctives (the open one),
+        # which saves 74 MB per copy of the model.
+        pd_full = pd.reshape(-1, pd.shape[-1]).T.contiguous() if self.has_posedirs else pd[:0, 0]
+        self.register_buffer("posedirs", pd_full)
         self.register_buffer("weights", torch.tensor(data.weights, **f64))
         self.register_buffer("faces", torch.as_tensor(data.faces))
 
@@ -125,6 +196,25 @@ class BodyModel(nn.Module):
         """Rest-pose joint positions ``(B, 52, 3)`` for betas ``(B, K')``, ``K' <= K``."""
         k = betas.shape[-1]
         return self.j_template + torch.einsum("jck,bk->bjc", self.j_dirs[..., :k], betas)
+
+    def bone_offsets(self, betas: Tensor) -> Tensor:
+        """Rest-pose bone vectors ``J_j - J_parent(j)`` ``(B, 52, 3)`` (root: ``J_0``)."""
+        k = betas.shape[-1]
+        return self.off_template + torch.einsum("jck,bk->bjc", self.off_dirs[..., :k], betas)
+
+    def _chain(self, rotmats: Tensor, betas: Tensor) -> tuple[Tensor, Tensor]:
+        """Global rotations ``(B, 52, 3, 3)`` and joint positions ``(B, 52, 3)`` (no transl).
+
+        ``G_j = G_parent(j) @ [Rl_j | J_j - J_parent(j)]`` for every joint, computed by pointer
+        doubling over 4x4 transforms: ``G <- G[anc] @ G; anc <- anc[anc]`` until every
+        ancestor is folded in (log2 of the tree depth steps, static indices only).
+        """
+        P = rotmats.shape[1]
+        top = torch.cat([rotmats, self.bone_offsets(betas)[..., None]], -1)  # (B, 52, 3, 4)
+        G = nn.functional.pad(top, (0, 0, 0, 1, 0, 1)) + self._chain_pad  # (B, 53, 4, 4)
+        for s in range(self._double_idx.shape[0]):
+            G = small_matmul(torch.index_select(G, 1, self._double_idx[s]), G)
+        return G[:, :P, :3, :3], G[:, :P, :3, 3]
 
     def forward(
         self,
@@ -153,26 +243,10 @@ class BodyModel(nn.Module):
             transl = torch.zeros(B, 3, dtype=dt, device=dev)
         J = self.rest_joints(betas)  # (B, 52, 3)
 
-        # Chain rotations and positions level by level.
-        Rs, ts = [], []
-        for d, (lv, par, pos) in enumerate(
-            zip(self._levels, self._level_parents, self._parent_pos, strict=True)
-        ):
-            R_loc = rotmats[:, lv]
-            if d == 0:
-                R_g, t_g = R_loc, J[:, lv]
-            else:
-                offset = J[:, lv] - J[:, par]  # bone vectors in the rest pose
-                R_par, t_par = Rs[-1][:, pos], ts[-1][:, pos]
-                R_g = R_par @ R_loc
-                t_g = (R_par @ offset[..., None])[..., 0] + t_par
-            Rs.append(R_g)
-            ts.append(t_g)
-        R_glob = torch.cat(Rs, 1)[:, self._unpermute]  # (B, 52, 3, 3)
-        J_posed = torch.cat(ts, 1)[:, self._unpermute]  # (B, 52, 3)
+        R_glob, J_posed = self._chain(rotmats, betas)
 
         # Skinning transforms A_j = [R_j | t_j - R_j J_j]: p -> R_j p + (t_j - R_j J_j).
-        A_t = J_posed - (R_glob @ J[..., None])[..., 0]  # (B, 52, 3)
+        A_t = J_posed - small_matmul(R_glob, J[..., None])[..., 0]  # (B, 52, 3)
         want_verts = isinstance(vertices, Tensor) or bool(vertices)
         pose_feature = None
         if self.has_posedirs or want_verts:
@@ -207,7 +281,7 @@ class BodyModel(nn.Module):
         ``t (B, 52, 3)`` -> ``(B, N, 3)``."""
         R_blend = torch.einsum("nj,bjrc->bnrc", w, R)
         t_blend = torch.einsum("nj,bjc->bnc", w, t)
-        return (R_blend @ p[..., None])[..., 0] + t_blend
+        return small_matmul(R_blend, p[..., None])[..., 0] + t_blend
 
     def forward_6d(self, rot6d: Tensor, betas=None, transl=None, vertices=False) -> BodyState:
         """Like :meth:`forward` with ``rot6d (B, 52, 6)`` (see ``tracker.geometry``)."""

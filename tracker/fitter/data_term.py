@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from tracker.body.joints import HEAD, WRISTS
-from tracker.body.kinematics import BodyModel, BodyState
-from tracker.body.kinematics_vjp import kinematics_vjp, rotation_6d_vjp
+from tracker.body.kinematics import BodyModel, BodyState, small_matmul
+from tracker.body.kinematics_vjp import kinematics_vjp_tangent, rotation_6d_vjp_tangent
 from tracker.fitter.theta import THETA_DIM, split_theta
 from tracker.geometry.rotations import rotation_6d_to_matrix
 from tracker.signals.headset import WRIST_TO_OPENXR, HeadsetSignals
@@ -111,10 +111,10 @@ def data_term(
     c, s_rot = cfg.robust_scale, cfg.rot_scale
 
     R_head, t_head = state.rotations[:, HEAD], state.joints[:, HEAD]
-    R_H = R_head @ R_hmd
-    p_H = (R_head @ p_hmd[..., None])[..., 0] + t_head
+    R_H = small_matmul(R_head, R_hmd)
+    p_H = small_matmul(R_head, p_hmd[..., None])[..., 0] + t_head
     wl = list(WRISTS)
-    R_W = state.rotations[:, wl] @ conv  # (B, 2, 3, 3)
+    R_W = small_matmul(state.rotations[:, wl], conv)  # (B, 2, 3, 3)
     p_W = state.joints[:, wl]
 
     r_hp = cfg.head * (p_H - sig.head[:, :3, 3])
@@ -138,20 +138,19 @@ def data_term(
     # dL/d(global rotations, joint positions, tips) of the posed skeleton
     g_pH = cfg.head * d_hp  # (B, 3)
     g_RH = cfg.head * s_rot * d_hr.reshape(B, 3, 3)
-    g_R_head = g_RH @ R_hmd.transpose(-1, -2) + g_pH[..., :, None] * p_hmd[..., None, :]
-    g_RW = (cfg.wrist * s_rot * vis[..., None] * d_wr).reshape(B, 2, 3, 3) @ conv.transpose(-1, -2)
+    g_R_head = (small_matmul(g_RH, R_hmd.transpose(-1, -2))
+                + g_pH[..., :, None] * p_hmd[..., None, :])
+    g_RW = small_matmul((cfg.wrist * s_rot * vis[..., None] * d_wr).reshape(B, 2, 3, 3),
+                        conv.transpose(-1, -2))
     g_pW = cfg.wrist * vis[..., None] * d_wp
-    onehot = torch.zeros(52, dtype=dt, device=theta.device)
-    sel_head = onehot.index_fill(0, torch.tensor([HEAD], device=theta.device), 1.0)
-    sel_l = onehot.index_fill(0, torch.tensor([wl[0]], device=theta.device), 1.0)
-    sel_r = onehot.index_fill(0, torch.tensor([wl[1]], device=theta.device), 1.0)
-    g_R = (sel_head[:, None, None] * g_R_head[:, None] + sel_l[:, None, None] * g_RW[:, :1]
-           + sel_r[:, None, None] * g_RW[:, 1:])
-    g_t = (sel_head[:, None] * g_pH[:, None] + sel_l[:, None] * g_pW[:, :1]
-           + sel_r[:, None] * g_pW[:, 1:])
+    # scatter the three observed joints' gradients into all 52 with a constant one-hot matmul
+    sel = body.observed_select  # (52, 3): head, left wrist, right wrist
+    g_R = torch.einsum("jn,bnrc->bjrc", sel, torch.cat([g_R_head[:, None], g_RW], 1))
+    g_t = torch.einsum("jn,bnc->bjc", sel, torch.cat([g_pH[:, None], g_pW], 1))
     g_tips = cfg.tips * tips_on[..., None, None] * d_tp
 
-    g_rot, g_transl = kinematics_vjp(body, rotmats, betas, state.rotations, g_R, g_t, g_tips)
-    g_d6 = rotation_6d_vjp(d6, rotmats, g_rot)
+    g_w, g_transl = kinematics_vjp_tangent(body, rotmats, betas, state.rotations, state.joints,
+                                           g_R, g_t, g_tips)
+    g_d6 = rotation_6d_vjp_tangent(d6, rotmats, g_w)
     grad = torch.cat([g_d6.reshape(B, -1), g_transl], -1)
     return DataTermOutput(loss, residuals, grad, state)

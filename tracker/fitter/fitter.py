@@ -172,7 +172,16 @@ class NeuralFitter(nn.Module):
             h = r[..., None] * h_reg + (1 - r[..., None]) * hidden_prev
 
         dcfg = self.cfg.data_term
-        out = data_term(self.body, theta, betas, sig_c, T_hmd, dcfg, with_grad=N > 0)
+
+        def evaluate(th: Tensor, with_grad: bool):
+            # Kinematics stay in float32 under mixed-precision training (autocast on CUDA).
+            if th.is_cuda and torch.is_autocast_enabled("cuda"):
+                with torch.autocast("cuda", enabled=False):
+                    return data_term(self.body, th.float(), betas.float(), sig_c, T_hmd, dcfg,
+                                     with_grad)
+            return data_term(self.body, th, betas, sig_c, T_hmd, dcfg, with_grad)
+
+        out = evaluate(theta, N > 0)
         iterates = [theta]
         for n in range(N):
             g = out.grad
@@ -182,13 +191,12 @@ class NeuralFitter(nn.Module):
             if self.cfg.update_rule == "lgd":
                 theta = theta + delta
             else:
-                trial = data_term(self.body, theta + delta, betas, sig_c, T_hmd, dcfg,
-                                  with_grad=False)
+                trial = evaluate(theta + delta, False)
                 z = self.f_lg(torch.asinh(10.0 * torch.cat([out.residuals, trial.residuals], -1)))
                 lam = 2.0 * torch.sigmoid(self.lam_head(z))
                 gam = nn.functional.softplus(self.gam_head(z) + self.gamma_bias)
                 theta = theta + lam * delta - gam * g
-            out = data_term(self.body, theta, betas, sig_c, T_hmd, dcfg, with_grad=n < N - 1)
+            out = evaluate(theta, n < N - 1)
             iterates.append(theta)
 
         residual = out.residual_m

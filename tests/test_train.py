@@ -1,0 +1,74 @@
+"""Training: a short smoke run, resume, DDP with two gloo processes, and clear errors."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tracker.fitter.checkpoint import load_fitter, read_checkpoint
+from tracker.motion.procedural import generate_motion, write_amass_npz
+from trainer.cli import main as trainer_main
+
+TINY = ["--hidden", "32", "--layers", "1", "--init-hidden", "32", "--iterations", "2",
+        "--window", "3", "--batch", "2", "--mesh-vertices", "64", "--warmup-steps", "1",
+        "--val-fraction", "0.34", "--fps", "30"]
+
+
+@pytest.fixture(scope="module")
+def motions(tmp_path_factory):
+    d = tmp_path_factory.mktemp("motion")
+    for seed in range(3):
+        write_amass_npz(d / f"clip{seed}.npz", generate_motion(None, 1.5, 30.0, seed))
+    return d
+
+
+def test_two_step_smoke_run_then_resume(motions, tmp_path):
+    run = tmp_path / "run"
+    args = ["fit-amass", "--amass-root", str(motions), "--out", str(run), "--max-steps", "2",
+            *TINY]
+    assert trainer_main(args) == 0
+    blob = read_checkpoint(run / "last.pt")
+    assert blob["meta"]["step"] == 2 and "optimizer" in blob
+    fitter = load_fitter(run / "final.pt")
+    assert fitter.cfg.hidden == 32 and not fitter.training
+    before = {k: v.clone() for k, v in fitter.state_dict().items()}
+    # resume continues from step 2 to step 3 and changes the weights
+    assert trainer_main([*args[:-len(TINY)], *TINY, "--resume", "--max-steps", "3"][:]) == 0
+    blob = read_checkpoint(run / "last.pt")
+    assert blob["meta"]["step"] == 3
+    after = load_fitter(run / "final.pt").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("gru"))
+    assert (run / "tb").is_dir()
+
+
+def test_clear_errors(tmp_path, capsys):
+    assert trainer_main(["fit-amass", "--amass-root", str(tmp_path / "nope"), "--out",
+                         str(tmp_path / "r")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert trainer_main(["fit-amass", "--amass-root", str(tmp_path / "empty"), "--out",
+                         str(tmp_path / "r"), *TINY]) == 2
+    assert "no usable motion clips" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes(motions, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(free_port()), "-m", "trainer.cli", "fit-amass",
+           "--amass-root", str(motions), "--out", str(run), "--max-steps", "2",
+           "--device", "cpu", *TINY]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    blob = read_checkpoint(run / "final.pt")
+    assert blob["meta"]["world_size"] == 2 and blob["meta"]["step"] == 2

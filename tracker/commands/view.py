@@ -1,0 +1,56 @@
+"""``tracker view``: watch a server's poses in an Open3D window.
+
+Needs a display; headless: ``xvfb-run -a tracker view --screenshot out.png``.
+"""
+
+from __future__ import annotations
+
+from tracker.protocol import DEFAULT_PUBLISH
+
+
+def add_arguments(p):
+    p.add_argument("--connect", default=DEFAULT_PUBLISH, metavar="ADDR",
+                   help=f"the server's publish address (default {DEFAULT_PUBLISH})")
+    p.add_argument("--session", default=None, metavar="ID",
+                   help="session to show (default: the first one that arrives)")
+    p.add_argument("--screenshot", default=None, metavar="FILE",
+                   help="save one frame (PNG) once the body is on screen, then exit")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="with --screenshot: give up after S seconds without a pose (default 60)")
+    p.add_argument("--body-model", default=None, metavar="PATH",
+                   help="SMPL+H model for the mesh (default: the bundled open model; use the "
+                        "one the server runs)")
+    p.add_argument("--curve-server-key", default=None, metavar="FILE",
+                   help="CURVE: the server's public key file (server.key)")
+    p.add_argument("--curve-client-key", default=None, metavar="FILE",
+                   help="CURVE: this client's secret key file (NAME.key_secret)")
+
+
+def run(args) -> int:
+    from tracker.body import BodyModelError, load_body_model
+    from tracker.cli import UserError
+    from tracker.viewer.app import ViewerError, run_viewer
+    from tracker.viewer.source import LiveSource
+
+    try:
+        body = load_body_model(args.body_model)
+    except BodyModelError as exc:
+        raise UserError(str(exc)) from exc
+    curve = None
+    if args.curve_server_key:
+        import zmq.auth
+
+        from tracker.server.security import set_curve_client
+
+        if not args.curve_client_key:
+            raise UserError("--curve-server-key needs --curve-client-key")
+        server_public, _ = zmq.auth.load_certificate(args.curve_server_key)
+
+        def curve(sock):
+            set_curve_client(sock, server_public, args.curve_client_key)
+
+    try:
+        return run_viewer(LiveSource(args.connect, args.session, curve), body, args.session,
+                          args.screenshot, args.timeout)
+    except ViewerError as exc:
+        raise UserError(str(exc)) from exc

@@ -1,0 +1,15 @@
+"""The tracking server: sessions, the per-tick fit, publishing, recording hooks, security.
+
+Layout (I/O kept apart from the pure per-tick logic, so live serving, replay and evaluation
+run the same code):
+
+* :mod:`tracker.server.sessions`: per-session state and the ingest rules (latest frame wins,
+  stale seq, gaps, forgetting, the live-session cap);
+* :mod:`tracker.server.core`: :class:`TrackerCore`, ``receive(payload, t_recv)`` and
+  ``tick(t_now)``: no sockets, no clock;
+* :mod:`tracker.server.publish`: pose messages from a fit result;
+* :mod:`tracker.server.loop`: the live server (ZeroMQ sockets, receiver thread, clock);
+* :mod:`tracker.server.replay`: the same core driven from a recording;
+* :mod:`tracker.server.security`: CURVE keys and the loopback warning;
+* :mod:`tracker.server.simulator`: synthetic headsets (``tracker simulate``).
+"""

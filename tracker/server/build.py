@@ -1,0 +1,93 @@
+"""Building the core from command-line options (shared by serve, replay and evaluation)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+from tracker.server.sessions import SessionRules
+
+
+def default_threads() -> int:
+    """Torch threads for the fit: all cores but one (left to the receiver and publishing)."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def set_threads(n: int | None) -> int:
+    import torch
+
+    n = n or default_threads()
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set (a second core in one process)
+        pass
+    return n
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def build_engine(checkpoint=None, body_model=None, engine: str = "auto"):
+    """``(engine, model_info)``; errors become :class:`tracker.cli.UserError`."""
+    from engines.base import EngineError, make_engine
+    from tracker.body import BodyModelError, load_body_model
+    from tracker.cli import UserError
+    from tracker.fitter.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_fitter
+
+    try:
+        body = load_body_model(body_model)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fitter = load_fitter(checkpoint, body)
+        untrained = any("UNTRAINED" in str(w.message) for w in caught)
+        eng = make_engine(engine, fitter)
+    except (BodyModelError, CheckpointError, EngineError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from exc
+    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    info = {
+        "checkpoint": "untrained (no bundled checkpoint)" if untrained else str(path),
+        "checkpoint_sha256": "" if untrained else _digest(path),
+        "body": body.data.name, "body_fingerprint": body.fingerprint,
+        "hidden": fitter.cfg.hidden, "layers": fitter.cfg.layers,
+        "iterations": fitter.cfg.iterations,
+    }
+    return eng, info
+
+
+def build_core(args, profiles=None):
+    """A :class:`TrackerCore` from ``args`` (checkpoint, body_model, engine, visibility,
+    max_sessions, profiles); returns ``(core, model_info)``."""
+    from tracker.server.core import TrackerCore
+    from tracker.server.profiles import StoreProfiles
+
+    eng, info = build_engine(args.checkpoint, args.body_model, args.engine)
+    if profiles is None and getattr(args, "profiles", None):
+        profiles = StoreProfiles(args.profiles, eng.fitter.body)
+    rules = SessionRules(max_sessions=getattr(args, "max_sessions", 256))
+    core = TrackerCore(eng, args.visibility, profiles, rules, info)
+    return core, info
+
+
+def add_model_arguments(p) -> None:
+    """--checkpoint, --body-model, --engine, --visibility, --threads."""
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="fitter checkpoint (default: the bundled model)")
+    p.add_argument("--body-model", default=None, metavar="PATH",
+                   help="SMPL+H model file or folder (default: the bundled open model)")
+    p.add_argument("--engine", default="auto", metavar="NAME",
+                   help="fit backend (engines/): auto = the best one that runs here, eager, "
+                        "cpu, onnxruntime, inductor, tensorrt, tensorrt-fp16 (default: auto; "
+                        "compiled engines are built on first use and cached)")
+    p.add_argument("--visibility", default="device", choices=("device", "half-space"),
+                   help="which hands enter the fit: the device's tracked flag alone, or also "
+                        "only hands in front of the headset (the paper's FOV model)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=f"torch threads for the fit (default: cores - 1 = {default_threads()})")

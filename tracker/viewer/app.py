@@ -1,0 +1,194 @@
+"""The viewer window: Open3D's legacy ``Visualizer`` on the main thread, data from a worker.
+
+Shows the fitted body mesh, the headset (frustum, and its half-space plane z = 0 in
+orange), the wrist frames (RGB = the OpenXR wrist x y z axes) and fingertips (red left, blue
+right; grey when the fit did not use that hand), the ground-truth skeleton in green when the
+frames carry one (simulated data), the floor grid (y = 0, 0.5 m) and a line of text above the
+body with session, seq, state, residual and frame rates. The view follows the body's pelvis
+(drag to rotate, scroll to zoom; the floor grid moves under the body in whole 0.5 m cells).
+The legacy renderer runs under Xvfb with Mesa, so ``--screenshot`` works headless
+(``xvfb-run -a tracker view --screenshot out.png``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from tracker.viewer import scene as S
+from tracker.viewer.source import LatestScene, SceneState
+
+
+class ViewerError(RuntimeError):
+    """No window (no display) or nothing to show before the timeout."""
+
+
+class _Scene:
+    """The geometries of one session, created from the first state and updated in place."""
+
+    def __init__(self, vis, st: SceneState, faces, grid):
+        self.vis, self.grid = vis, grid
+        self._grid_rest = np.asarray(grid.points).copy()
+        self._grid_at = None
+        self.mesh = S.body_mesh(st.vertices, faces)
+        eye = np.eye(4)
+        self.frustum, self.plane = S.headset(st.head if st.head is not None else eye)
+        self.wrists = S.wrist_axes(st.wrists, st.wrist_on, st.visible)
+        self.tips = S.tip_markers(st.tips, st.tips_on, st.visible)
+        gt = st.gt_joints if st.gt_joints is not None else np.zeros((52, 3))
+        self.gt = S.skeleton(gt)
+        self.text = None
+        self.text_value = ""
+        self._lookat = None
+        for i, g in enumerate((self.mesh, self.frustum, self.plane, self.wrists, self.tips,
+                               self.gt)):
+            vis.add_geometry(g, reset_bounding_box=i == 0)
+        self._place_camera(st)
+        self.update(st, 0.0)
+
+    def _place_camera(self, st: SceneState) -> None:
+        ctl = self.vis.get_view_control()
+        ctl.set_constant_z_near(0.05)  # the text sits 1 m from the camera: never clip it
+        ctl.set_constant_z_far(200.0)
+        ctl.set_lookat(st.joints[3] if np.isfinite(st.joints).all() else np.zeros(3))
+        ctl.set_front(_front(st))
+        ctl.set_up([0.0, 1.0, 0.0])
+        ctl.set_zoom(0.9)
+
+    def follow(self, st: SceneState) -> None:
+        """Keep the view on the body: the camera's look-at point follows the pelvis (mouse
+        rotation and zoom are kept) and the floor grid moves under it in whole cells."""
+        pelvis = st.joints[0]
+        if not np.isfinite(pelvis).all():
+            return
+        self._lookat = pelvis
+        self.vis.get_view_control().set_lookat(pelvis)
+        cell = np.round(pelvis[[0, 2]] / 0.5) * 0.5
+        if self._grid_at is None or (cell != self._grid_at).any():
+            self._grid_at = cell
+            self.grid.points = S._v3(self._grid_rest + [cell[0], 0.0, cell[1]])
+            self.vis.update_geometry(self.grid)
+
+    def update(self, st: SceneState, fps: float) -> None:
+        vis = self.vis
+        self.follow(st)
+        S.update_mesh(self.mesh, st.vertices)
+        if st.head is not None:
+            S.move_lines(self.frustum, S._FRUSTUM, st.head)
+            S.move_lines(self.plane, S._PLANE, st.head)
+        w = S.wrist_axes(st.wrists, st.wrist_on, st.visible)
+        self.wrists.points, self.wrists.colors = w.points, w.colors
+        t = S.tip_markers(st.tips, st.tips_on, st.visible)
+        self.tips.vertices, self.tips.vertex_colors = t.vertices, t.vertex_colors
+        self.tips.vertex_normals = t.vertex_normals
+        gt = st.gt_joints if st.gt_joints is not None else np.zeros((52, 3))
+        self.gt.points = S._v3(gt)
+        for g in (self.mesh, self.frustum, self.plane, self.wrists, self.tips, self.gt):
+            vis.update_geometry(g)
+        self.set_text(f"{st.session}  seq {st.seq}  {st.state}  residual "
+                      f"{st.residual * 100:.1f} cm  poses {st.pose_rate:.0f}/s  view {fps:.0f} fps")
+
+    def set_text(self, value: str) -> None:
+        if value == self.text_value:
+            return
+        self.text_value = value
+        if self.text is not None:
+            self.vis.remove_geometry(self.text, reset_bounding_box=False)
+        self.text = S.text_mesh(value, 0.05)
+        if self.text is not None:
+            self._text_rest = np.asarray(self.text.vertices).copy()
+            self.vis.add_geometry(self.text, reset_bounding_box=False)
+            self.place_text()
+
+    def place_text(self) -> None:
+        """Keep the text facing the camera, above the body (a billboard near the look-at
+        point, so it is never clipped by the renderer's near and far planes)."""
+        if self.text is None or self._lookat is None:
+            return
+        ctl = self.vis.get_view_control()
+        E = ctl.convert_to_pinhole_camera_parameters().extrinsic  # world -> camera (y down)
+        C = np.linalg.inv(E)
+        R = C[:3, :3] @ np.diag([1.0, -1.0, -1.0])  # text x right, y up, facing the camera
+        width = np.ptp(self._text_rest[:, 0])
+        p = self._lookat + R @ np.array([-0.5 * width, 1.05, 0.0])
+        self.text.vertices = S._v3(self._text_rest @ R.T + p)
+        self.vis.update_geometry(self.text)
+
+
+def _front(st: SceneState) -> np.ndarray:
+    """Camera direction for a three-quarter view of the user's front: the headset's forward
+    (its -Z) on the floor plane, turned 30 degrees, looking slightly down."""
+    fwd = np.array([0.0, 0.0, 1.0])
+    if st.head is not None:
+        f = -st.head[:3, 2]
+        if np.hypot(f[0], f[2]) > 1e-3:
+            fwd = np.array([f[0], 0.0, f[2]]) / np.hypot(f[0], f[2])
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    turned = np.array([c * fwd[0] + s * fwd[2], 0.0, -s * fwd[0] + c * fwd[2]])
+    return turned + np.array([0.0, 0.3, 0.0])
+
+
+def run_viewer(source, body, session: str | None = None, screenshot: str | None = None,
+               timeout_s: float | None = None, title: str = "fitstream viewer",
+               size: tuple[int, int] = (1280, 800)) -> int:
+    """Open the window and show ``source`` until it is closed.
+
+    With ``screenshot``: save one frame once the body is on screen, then close (raises
+    :class:`ViewerError` when no pose arrives within ``timeout_s``, default 60 s).
+    """
+    import open3d as o3d
+
+    sink = LatestScene(body, session)
+    source.start(sink)
+    vis = o3d.visualization.Visualizer()
+    if not vis.create_window(title, size[0], size[1]):
+        source.stop()
+        raise ViewerError("cannot open a window (no display? run under xvfb-run)")
+    opt = vis.get_render_option()
+    opt.background_color = np.array([1.0, 1.0, 1.0])
+    opt.mesh_show_back_face = True
+    opt.line_width = 2.0
+    grid = S.floor_grid(3.0, 0.5)
+    vis.add_geometry(grid)
+    faces = body.data.faces
+    view = None
+    frames, t_fps, fps, shown = 0, time.monotonic(), 0.0, 0
+    start = time.monotonic()
+    timeout_s = timeout_s if timeout_s is not None else (60.0 if screenshot else None)
+    try:
+        while vis.poll_events():
+            st = sink.take()
+            if st is not None:
+                if view is None:
+                    view = _Scene(vis, st, faces, grid)
+                else:
+                    view.update(st, fps)
+                shown += 1
+            if view is not None:
+                view.place_text()
+            vis.update_renderer()
+            frames += 1
+            if time.monotonic() - t_fps >= 0.5:
+                fps, frames, t_fps = frames / (time.monotonic() - t_fps), 0, time.monotonic()
+            if screenshot and shown >= 3:
+                vis.capture_screen_image(str(screenshot), do_render=True)
+                print(f"tracker view: saved {screenshot}", file=sys.stderr)
+                return 0
+            if screenshot and shown > 0 and source_done(source):
+                vis.capture_screen_image(str(screenshot), do_render=True)
+                return 0
+            if timeout_s is not None and view is None and time.monotonic() - start > timeout_s:
+                err = getattr(source, "error", None)
+                raise ViewerError(f"no pose within {timeout_s:g} s" + (f" ({err})" if err else ""))
+            time.sleep(0.005)
+        return 0
+    finally:
+        vis.destroy_window()
+        source.stop()
+
+
+def source_done(source) -> bool:
+    t = getattr(source, "_thread", None)
+    return t is not None and not t.is_alive()

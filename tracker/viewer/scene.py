@@ -1,0 +1,136 @@
+"""Open3D geometry for the viewer (legacy ``open3d.geometry``; stage frame, Y up, metres).
+
+Pure builders and in-place updaters: no window here (see ``tracker.viewer.app``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import open3d as o3d
+
+from tracker.body.joints import PARENTS
+
+BODY_COLOR = (0.62, 0.70, 0.85)
+GT_COLOR = (0.1, 0.75, 0.2)
+HEADSET_COLOR = (0.15, 0.15, 0.15)
+PLANE_COLOR = (0.95, 0.55, 0.1)
+GREY = (0.65, 0.65, 0.65)
+HAND_COLORS = ((0.85, 0.25, 0.25), (0.2, 0.35, 0.9))  # left, right
+AXES = np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1]])
+AXIS_COLORS = np.array([[0.9, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.2, 0.9]])
+BONES = np.array([(j, p) for j, p in enumerate(PARENTS) if p >= 0])
+
+
+def _v3(a) -> o3d.utility.Vector3dVector:
+    return o3d.utility.Vector3dVector(np.ascontiguousarray(a, dtype=np.float64))
+
+
+def lines(points, pairs, color) -> o3d.geometry.LineSet:
+    ls = o3d.geometry.LineSet(_v3(points), o3d.utility.Vector2iVector(np.asarray(pairs, np.int32)))
+    set_line_colors(ls, color)
+    return ls
+
+
+def set_line_colors(ls: o3d.geometry.LineSet, color) -> None:
+    c = np.asarray(color, np.float64)
+    n = len(ls.lines)
+    ls.colors = _v3(np.broadcast_to(c, (n, 3)) if c.ndim == 1 else c)
+
+
+def floor_grid(half: float = 4.0, step: float = 0.5) -> o3d.geometry.LineSet:
+    """Lines on y = 0 every ``step`` metres out to ``±half``."""
+    ticks = np.arange(-half, half + 1e-9, step)
+    pts, pairs = [], []
+    for t in ticks:
+        pts += [(t, 0, -half), (t, 0, half), (-half, 0, t), (half, 0, t)]
+        i = len(pts)
+        pairs += [(i - 4, i - 3), (i - 2, i - 1)]
+    return lines(pts, pairs, (0.78, 0.78, 0.78))
+
+
+def body_mesh(vertices, faces) -> o3d.geometry.TriangleMesh:
+    m = o3d.geometry.TriangleMesh(_v3(vertices), o3d.utility.Vector3iVector(
+        np.asarray(faces, np.int32)))
+    m.compute_vertex_normals()
+    m.paint_uniform_color(BODY_COLOR)
+    return m
+
+
+def update_mesh(m: o3d.geometry.TriangleMesh, vertices) -> None:
+    m.vertices = _v3(vertices)
+    m.compute_vertex_normals()
+
+
+def skeleton(joints, color=GT_COLOR) -> o3d.geometry.LineSet:
+    return lines(joints, BONES, color)
+
+
+def _transform(T, pts) -> np.ndarray:
+    return np.asarray(pts) @ T[:3, :3].T + T[:3, 3]
+
+
+# Headset (VIEW frame: looks along -Z): a frustum 12 cm deep and the half-space plane z = 0.
+_FRUSTUM = np.array([[0, 0, 0], [-.08, -.06, -.12], [.08, -.06, -.12], [.08, .06, -.12],
+                     [-.08, .06, -.12], [0, .09, -.12]])
+_FRUSTUM_PAIRS = [(0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (2, 3), (3, 4), (4, 1), (3, 5), (4, 5)]
+_PLANE = np.array([[x, y, 0.0] for x in (-.5, -.25, 0, .25, .5) for y in (-.6, .3)] +
+                  [[x, y, 0.0] for y in (-.6, -.3, 0, .3) for x in (-.5, .5)])
+_PLANE_PAIRS = [(2 * i, 2 * i + 1) for i in range(len(_PLANE) // 2)]
+
+
+def headset(T) -> tuple[o3d.geometry.LineSet, o3d.geometry.LineSet]:
+    """Frustum and half-space plane at headset pose ``T (4, 4)``."""
+    return (lines(_transform(T, _FRUSTUM), _FRUSTUM_PAIRS, HEADSET_COLOR),
+            lines(_transform(T, _PLANE), _PLANE_PAIRS, PLANE_COLOR))
+
+
+def move_lines(ls: o3d.geometry.LineSet, template, T) -> None:
+    ls.points = _v3(_transform(T, template))
+
+
+def wrist_axes(wrists, on, visible, size: float = 0.07) -> o3d.geometry.LineSet:
+    """Axes of both wrist frames ``(2, 4, 4)``; grey where not visible, collapsed if absent."""
+    pts, cols = [], []
+    for s in (0, 1):
+        T = wrists[s]
+        o = T[:3, 3]
+        for a in range(3):
+            tip = o + (T[:3, :3] @ AXES[a]) * (size if on[s] else 0.0)
+            pts += [o, tip]
+            cols.append(AXIS_COLORS[a] if visible[s] else GREY)
+    return lines(pts, [(2 * i, 2 * i + 1) for i in range(6)], np.array(cols))
+
+
+def tip_markers(tips, on, visible, radius: float = 0.008) -> o3d.geometry.TriangleMesh:
+    """Ten small spheres at the fingertips ``(2, 5, 3)``; grey where the hand is not used,
+    hidden (radius 0) where the device reported none."""
+    ball = o3d.geometry.TriangleMesh.create_sphere(1.0, resolution=6)
+    bv, bf = np.asarray(ball.vertices), np.asarray(ball.triangles)
+    verts, faces, cols = [], [], []
+    for s in (0, 1):
+        c = HAND_COLORS[s] if visible[s] else GREY
+        for k in range(5):
+            verts.append(bv * (radius if on[s] else 0.0) + tips[s, k])
+            faces.append(bf + len(bv) * (5 * s + k))
+            cols.append(np.broadcast_to(c, bv.shape))
+    m = o3d.geometry.TriangleMesh(_v3(np.concatenate(verts)),
+                                  o3d.utility.Vector3iVector(np.concatenate(faces)))
+    m.vertex_colors = _v3(np.concatenate(cols))
+    m.compute_vertex_normals()
+    return m
+
+
+def text_mesh(text: str, height: float = 0.05) -> o3d.geometry.TriangleMesh | None:
+    """Flat 3D text (Open3D's built-in font), ``height`` metres tall, or ``None``."""
+    try:
+        t = o3d.t.geometry.TriangleMesh.create_text(text, depth=0.0).to_legacy()
+    except Exception:
+        return None
+    v = np.asarray(t.vertices)
+    if len(v) == 0:
+        return None
+    scale = height / max(np.ptp(v[:, 1]), 1e-9)
+    t.vertices = _v3((v - v.min(0)) * scale)
+    t.paint_uniform_color((0.1, 0.1, 0.1))
+    t.compute_vertex_normals()
+    return t

@@ -1,0 +1,251 @@
+"""``trainer import-bvh``: BVH mocap -> AMASS-layout ``.npz`` (one per clip) for training.
+
+    trainer import-bvh ../shared/data/motion --out data/motion-open
+
+Each BVH is retargeted onto the body model (``tracker.motion.retarget``): pose, root
+translation and a body shape fitted per clip; the mean mapped-joint distance is the clip's
+retarget error. Clips are written as ``OUT/<path below INPUT>.npz`` with ``poses (N, 156)``,
+``trans (N, 3)``, ``betas (16,)``, ``gender``, ``mocap_framerate`` (plus ``source``,
+``mapping``, ``retarget_error_mm``, ``floor_shift``, ``hands_from_bvh``, ``segment``). A
+clip cut at jumps in the mocap becomes ``<name>_part<k>.npz``. ``OUT/summary.json`` keeps
+every clip's figures; clips already converted with the same settings are skipped
+(``--force`` redoes them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+SUMMARY = "summary.json"
+
+
+def add_arguments(p):
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="BVH files or folders (recursive)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("--mapping", default=None, metavar="PROFILE|FILE",
+                   help="built-in profile (smplh, iclone-cc, poser, cmu-cgspeed, mixamo) or a "
+                        "JSON mapping file; default: detected per file")
+    p.add_argument("--fps", type=float, default=60.0, help="output frame rate (default 60)")
+    p.add_argument("--body-model", default=None, metavar="PATH",
+                   help="SMPL+H model file or folder (default: the bundled open model)")
+    p.add_argument("--iters", type=int, default=60, help="refinement steps per frame batch")
+    p.add_argument("--min-seconds", type=float, default=0.5,
+                   help="skip clips shorter than this (rest-pose files)")
+    p.add_argument("--jobs", type=int, default=1, help="clips converted in parallel")
+    p.add_argument("--force", action="store_true", help="convert clips already converted")
+
+
+def find_bvh(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """``[(file, name)]``: name = the path below its INPUT folder, without suffix."""
+    found, problems = [], []
+    for inp in map(Path, inputs):
+        if inp.is_file():
+            found.append((inp, inp.stem))
+        elif inp.is_dir():
+            files = sorted(f for f in inp.rglob("*") if f.suffix.lower() == ".bvh")
+            if not files:
+                problems.append(f"{inp}: no .bvh files")
+            found += [(f, f.relative_to(inp).with_suffix("").as_posix()) for f in files]
+        else:
+            problems.append(f"{inp}: no such file or folder")
+    return found, problems
+
+
+# ------------------------------------------------------------------------------ one clip
+_BODY = {}
+
+
+def _body(path):
+    if path not in _BODY:
+        from tracker.body import load_body_model
+
+        _BODY.clear()
+        _BODY[path] = load_body_model(path)
+    return _BODY[path]
+
+
+def convert_clip(src: Path, name: str, out_dir: Path, mapping, settings: dict) -> dict:
+    """Retarget one BVH and write its ``.npz`` file(s); returns its summary entry.
+
+    Raises whatever reading or fitting raises (the caller reports and skips the clip).
+    """
+    import numpy as np
+
+    from tracker.motion.amass import file_digest
+    from tracker.motion.bvh import read_bvh
+    from tracker.motion.retarget import RetargetOptions, retarget
+
+    cpu0 = time.process_time()
+    key = f"{file_digest(src)}-{json.dumps(settings, sort_keys=True)}"
+    bvh = read_bvh(src)
+    if bvh.num_frames / bvh.fps < settings["min_seconds"]:
+        return dict(name=name, source=str(src), skipped=f"too short ({bvh.num_frames} frames,"
+                    f" {bvh.num_frames / bvh.fps:.2f} s): a rest pose, not a motion")
+    body = _body(settings["body_model"])
+    res = retarget(bvh, body, mapping, RetargetOptions(fps=settings["fps"],
+                                                       iters=settings["iters"]))
+    parts = res.parts()
+    files = []
+    for k, ((poses, trans), seg) in enumerate(zip(parts, res.segments, strict=True)):
+        stem = name if len(parts) == 1 else f"{name}_part{k + 1}"
+        path = out_dir / f"{stem}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, poses=poses, trans=trans, betas=res.betas, gender="neutral",
+                 mocap_framerate=np.float64(res.fps), source=str(src), mapping=res.mapping,
+                 retarget_error_mm=np.float32(res.error_mm),
+                 floor_shift=np.float32(res.floor_shift_mm / 1000),
+                 hands_from_bvh=np.bool_(res.hands), segment=np.array(seg), import_key=key)
+        files.append(path.relative_to(out_dir).as_posix())
+    frames = sum(len(p) for p, _ in parts)
+    return dict(name=name, source=str(src), files=files, key=key, frames=frames,
+                seconds=frames / res.fps, fps=res.fps, error_mm=round(res.error_mm, 2),
+                joint_error_mm=res.joint_error_mm, floor_shift_mm=round(res.floor_shift_mm, 1),
+                mapping=res.mapping, unit=res.unit, up=res.up, hands_from_bvh=res.hands,
+                betas=[round(float(b), 3) for b in res.betas], notes=res.notes,
+                fit_seconds=round(res.seconds, 1),
+                cpu_seconds=round(time.process_time() - cpu0, 1))
+
+
+def _job(args):
+    src, name, out_dir, mapping, settings = args
+    try:
+        return convert_clip(src, name, out_dir, mapping, settings)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # one bad clip never ends the batch
+        return dict(name=name, source=str(src), failed=f"{type(exc).__name__}: {exc}")
+
+
+def _up_to_date(entry: dict | None, src: Path, out_dir: Path, settings: dict) -> bool:
+    if not entry or "files" not in entry:
+        return False
+    from tracker.motion.amass import file_digest
+
+    key = f"{file_digest(src)}-{json.dumps(settings, sort_keys=True)}"
+    return entry.get("key") == key and all((out_dir / f).is_file() for f in entry["files"])
+
+
+# ------------------------------------------------------------------------------ summary
+def summarize(entries: dict) -> dict:
+    """Totals over converted clips: counts, frames, hours, retarget errors per source."""
+    import numpy as np
+
+    ok = [e for e in entries.values() if "files" in e]
+    by_src: dict[str, list[float]] = {}
+    for e in ok:
+        by_src.setdefault(e["name"].split("/")[0] if "/" in e["name"] else ".", []).append(
+            e["error_mm"])
+    errs = [e["error_mm"] for e in ok]
+    return dict(
+        clips=len(ok), failed=sum("failed" in e for e in entries.values()),
+        skipped=sum("skipped" in e for e in entries.values()),
+        files=sum(len(e["files"]) for e in ok), frames=sum(e["frames"] for e in ok),
+        hours=round(sum(e["seconds"] for e in ok) / 3600, 4),
+        cpu_seconds=round(sum(e.get("cpu_seconds", 0.0) for e in ok)),
+        median_error_mm=round(float(np.median(errs)), 2) if errs else None,
+        mean_error_mm=round(float(np.mean(errs)), 2) if errs else None,
+        max_error_mm=round(float(np.max(errs)), 2) if errs else None,
+        per_source={k: dict(clips=len(v), median_error_mm=round(float(np.median(v)), 2),
+                            max_error_mm=round(float(np.max(v)), 2))
+                    for k, v in sorted(by_src.items())})
+
+
+def print_summary(t: dict, seconds: float | None = None) -> None:
+    print(f"clips converted: {t['clips']} ({t['files']} files), failed: {t['failed']}, "
+          f"skipped: {t['skipped']}")
+    print(f"motion: {t['frames']} frames, {t['hours']:.3f} h")
+    if t["median_error_mm"] is not None:
+        print(f"retarget error (mean mapped-joint distance): median {t['median_error_mm']} mm, "
+              f"mean {t['mean_error_mm']} mm, max {t['max_error_mm']} mm")
+        for src, s in t["per_source"].items():
+            print(f"  {src}: {s['clips']} clips, median {s['median_error_mm']} mm, "
+                  f"max {s['max_error_mm']} mm")
+    if seconds is not None:
+        print(f"time: {seconds:.0f} s wall, {t['cpu_seconds']} s CPU in the fits")
+
+
+def _read_summary(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"warning: ignoring unreadable {path} ({exc}); clips will be redone")
+        return {}
+
+
+def _write_summary(path: Path, settings: dict, entries: dict) -> dict:
+    totals = summarize(entries)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(settings=settings, clips=entries, totals=totals), indent=1))
+    tmp.replace(path)
+    return totals
+
+
+def run(args) -> int:
+    from tracker.body import BodyModelError
+    from tracker.cli import UserError
+    from tracker.motion.mappings import load_mapping
+
+    files, problems = find_bvh(args.inputs)
+    for p in problems:
+        print(f"warning: {p}")
+    if not files:
+        raise UserError("no BVH files found in " + ", ".join(args.inputs))
+    mapping = None
+    if args.mapping:
+        try:
+            mapping = load_mapping(args.mapping)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    try:
+        _body(args.body_model)
+    except BodyModelError as exc:
+        raise UserError(str(exc)) from None
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / SUMMARY
+    entries = _read_summary(summary_path).get("clips", {})
+    settings = dict(fps=args.fps, iters=args.iters, min_seconds=args.min_seconds,
+                    mapping=args.mapping, body_model=args.body_model,
+                    body=_body(args.body_model).fingerprint)
+    todo = [(f, n) for f, n in files
+            if args.force or not _up_to_date(entries.get(n), f, out, settings)]
+    print(f"{len(files)} BVH files, {len(files) - len(todo)} already converted, "
+          f"converting {len(todo)} -> {out}")
+    t0 = time.perf_counter()
+    jobs = [(f, n, out, mapping, settings) for f, n in todo]
+    results = _run_jobs(jobs, max(1, args.jobs))
+    for r in results:
+        entries[r["name"]] = r
+        if "failed" in r:
+            print(f"failed: {r['source']}: {r['failed']}")
+        elif "skipped" in r:
+            print(f"skipped: {r['source']}: {r['skipped']}")
+        _write_summary(summary_path, settings, entries)
+    totals = _write_summary(summary_path, settings, entries)
+    print_summary(totals, time.perf_counter() - t0)
+    print(f"summary: {summary_path}")
+    return 0 if totals["clips"] else 1
+
+
+def _run_jobs(jobs, n):
+    """Yield results as clips finish, with a progress bar over clips."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="clips", unit="clip")
+    if n == 1:
+        for j in jobs:
+            bar.set_postfix_str(j[1][-30:])
+            yield _job(j)
+            bar.update()
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(n) as ex:
+            for fut in as_completed([ex.submit(_job, j) for j in jobs]):
+                yield fut.result()
+                bar.update()
+    bar.close()

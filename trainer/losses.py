@@ -1,0 +1,111 @@
+"""Training losses of the fitter (Choutas et al. 2022, Sup. Mat. 6.2, Eq. 13-18).
+
+Applied to the output of every iteration n = 0..N and summed::
+
+    L_n = λ_M ||M̂ - M||_1 + λ_E Σ_edges ||(M̂_i - M̂_j) - (M_i - M_j)||_1
+        + λ_T Σ_j ||T̂_j - T_j||_1 + λ_θ ||R̂_θ - R_θ||_1 + λ_t ||t̂ - t||_1
+
+with λ_M = 1000, λ_E = 1000, λ_T = 100, λ_θ = 1, λ_t = 100 (Sup. Mat. 6.2). The norms are
+means over elements here (the paper does not say; means keep the weights meaningful across
+mesh resolutions). The mesh terms run on a fixed random subset of vertices and the mesh
+edges incident to it (``MeshSample``): on a CPU, skinning all 13k vertices of every
+iteration of every frame would dominate training time; on a GPU use the full mesh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tracker.body.kinematics import BodyModel
+from tracker.fitter.theta import split_theta
+from tracker.geometry.rotations import rotation_6d_to_matrix
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    mesh: float = 1000.0
+    edges: float = 1000.0
+    transforms: float = 100.0
+    rotations: float = 1.0
+    translation: float = 100.0
+
+
+@dataclass
+class MeshSample:
+    """Vertices ``ids (M,)`` to skin, and edges ``(E, 2)`` as positions into ``ids``."""
+
+    ids: Tensor
+    edges: Tensor
+
+    @classmethod
+    def build(cls, body: BodyModel, num_vertices: int | None, seed: int = 0) -> MeshSample:
+        """A seeded subset of ``num_vertices`` vertices (``None`` or >= V: the whole mesh)."""
+        faces = body.data.faces
+        V = body.data.num_vertices
+        edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+        edges = np.unique(np.sort(edges, 1), axis=0)
+        if num_vertices is None or num_vertices >= V:
+            return cls(torch.arange(V), torch.as_tensor(edges))
+        rng = np.random.default_rng(seed)
+        seeds = rng.choice(V, num_vertices // 2, replace=False)
+        # one incident edge per seed vertex, so both ends are skinned
+        first = {}
+        for a, b in edges:
+            first.setdefault(a, b)
+            first.setdefault(b, a)
+        pairs = np.array([[s, first[s]] for s in seeds if s in first])
+        ids, inv = np.unique(pairs.reshape(-1), return_inverse=True)
+        return cls(torch.as_tensor(ids), torch.as_tensor(inv.reshape(-1, 2)))
+
+
+def fit_losses(
+    body: BodyModel,
+    iterates: Tensor,
+    target: Tensor,
+    betas: Tensor,
+    sample: MeshSample,
+    w: LossWeights = LossWeights(),
+) -> dict[str, Tensor]:
+    """Sum over iterations of the Sup. Mat. losses.
+
+    Args:
+        iterates: ``(N+1, B, 315)`` Θ0..ΘN in the stage frame.
+        target: ``(B, 315)`` ground truth Θ, stage frame. betas: ``(B, K)``.
+
+    Returns:
+        ``{"total", "mesh", "edges", "transforms", "rotations", "translation"}`` scalars
+        (the parts are unweighted, summed over iterations, for logging).
+    """
+    n1, B = iterates.shape[:2]
+    ids = sample.ids.to(target.device)
+    gt_d6, gt_t = split_theta(target)
+    gt_R = rotation_6d_to_matrix(gt_d6)
+    gt = body(gt_R, betas, gt_t, vertices=ids)
+    flat = iterates.reshape(n1 * B, -1)
+    d6, t = split_theta(flat)
+    R = rotation_6d_to_matrix(d6)
+    rep = betas.repeat(n1, 1)
+    st = body(R, rep, t, vertices=ids)
+
+    def rep_gt(x: Tensor) -> Tensor:
+        return x.unsqueeze(0).expand(n1, *x.shape).reshape(n1 * B, *x.shape[1:])
+
+    M, M_gt = st.vertices, rep_gt(gt.vertices)
+    e = sample.edges.to(target.device)
+    parts = {
+        "mesh": (M - M_gt).abs().mean() * n1,
+        "edges": ((M[:, e[:, 0]] - M[:, e[:, 1]]) - (M_gt[:, e[:, 0]] - M_gt[:, e[:, 1]]))
+        .abs().mean() * n1,
+        "transforms": ((st.rotations - rep_gt(gt.rotations)).abs().mean()
+                       + (st.joints - rep_gt(gt.joints)).abs().mean()) * n1,
+        "rotations": (R - rep_gt(gt_R)).abs().mean() * n1,
+        "translation": (t - rep_gt(gt_t)).abs().mean() * n1,
+    }
+    total = (w.mesh * parts["mesh"] + w.edges * parts["edges"]
+             + w.transforms * parts["transforms"] + w.rotations * parts["rotations"]
+             + w.translation * parts["translation"])
+    return {"total": total, **{k: v.detach() for k, v in parts.items()}}

@@ -1,0 +1,293 @@
+"""Training the fitter: windows of K frames with carried state (truncated BPTT).
+
+One optimisation step takes a batch of windows ``(B, K)``; frame 0 of a window starts from
+Φ, Φh (reset) and frames 1..K-1 start from the previous frame's Θ and hidden state, with the
+gradient flowing through the whole window. A fraction of batches resets on every frame (the
+paper's per-frame mode), so the initialiser Φ stays a good regressor. Losses: Sup. Mat. 6.2
+on every iteration's output (``trainer.losses``).
+
+Runs on one CPU/GPU, or several processes through ``torchrun`` (DDP: gloo on CPU, NCCL on
+GPU). Checkpoints are atomic; ``resume`` continues from ``RUN/last.pt``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from tracker.body.kinematics import load_body_model
+from tracker.fitter.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from tracker.fitter.fitter import FitterConfig, NeuralFitter
+from tracker.fitter.theta import axis_angle_to_theta
+from tracker.signals.headset import HeadsetSignals, head_to_hmd
+from trainer.losses import LossWeights, MeshSample, fit_losses
+
+
+class TrainingError(RuntimeError):
+    """A problem with the training inputs (no data, bad checkpoint): shown without traceback."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of ``trainer fit-amass`` (each field is a command-line option)."""
+
+    data: list[str]
+    out: str
+    datasets: list[str] | None = None
+    split: str | None = None
+    body_model: str | None = None
+    fitter: FitterConfig = field(default_factory=FitterConfig)
+    window: int = 8
+    batch: int = 32
+    per_frame_fraction: float = 0.25
+    epochs: int = 10
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    mesh_vertices: int | None = 1024
+    val_fraction: float = 0.1
+    fps: float = 60.0
+    seed: int = 0
+    workers: int = 0
+    amp: bool = True
+    resume: bool = False
+    checkpoint_every: int = 500
+    device: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fitter"] = self.fitter.to_dict()
+        return d
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str | None) -> Dist:
+    """DDP from torchrun's environment, or a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available() and device != "cpu"
+    if world > 1:
+        dist.init_process_group("nccl" if cuda else "gloo")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        dev = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+        if cuda:
+            torch.cuda.set_device(dev)
+        return Dist(dist.get_rank(), world, dev)
+    return Dist(0, 1, torch.device(device or ("cuda" if cuda else "cpu")))
+
+
+def batch_signals(batch: dict, k: int, device) -> HeadsetSignals:
+    """Frame ``k`` of a collated window batch as fitter inputs with batch ``(B,)``."""
+    keys = ("head", "wrists", "tips", "tracked", "tips_valid", "visible")
+    return HeadsetSignals(**{key: batch[key][:, k].to(device) for key in keys})
+
+
+class WindowObjective(torch.nn.Module):
+    """Losses averaged over the frames of a window batch: one ``forward`` per step (DDP)."""
+
+    def __init__(self, fitter: NeuralFitter, sample: MeshSample,
+                 weights: LossWeights | None = None):
+        super().__init__()
+        self.fitter, self.sample, self.weights = fitter, sample, weights or LossWeights()
+
+    def forward(self, batch: dict, per_frame: bool) -> dict[str, torch.Tensor]:
+        device = self.fitter.theta_rest.device
+        poses, trans = batch["poses"].to(device), batch["trans"].to(device)
+        betas = batch["betas"].to(device)
+        B, K = poses.shape[:2]
+        target = axis_angle_to_theta(poses.reshape(B * K, 156), trans.reshape(B * K, 3))
+        target = target.reshape(B, K, -1)
+        T_hmd = head_to_hmd().to(device)
+        theta = hidden = None
+        sums: dict[str, torch.Tensor] = {}
+        for k in range(K):
+            reset = torch.full((B,), per_frame or k == 0, dtype=torch.bool, device=device)
+            out = self.fitter(batch_signals(batch, k, device), betas, T_hmd, theta, hidden, reset,
+                              return_iterates=True)
+            parts = fit_losses(self.fitter.body, out.iterates.float(), target[:, k], betas,
+                               self.sample, self.weights)
+            for key, v in parts.items():
+                sums[key] = sums.get(key, 0.0) + v / K
+            theta, hidden = out.theta, out.hidden
+        return sums
+
+
+def _lr_lambda(cfg: TrainConfig, total_steps: int):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        p = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+    return f
+
+
+def train(cfg: TrainConfig, log=print) -> Path:
+    """Train per ``cfg``; returns the path of the final checkpoint."""
+    from tqdm import tqdm
+
+    from trainer.dataset import WindowDataset, load_clips, split_clips
+
+    d = setup_distributed(cfg.device)
+    torch.manual_seed(cfg.seed + d.rank)
+    out = Path(cfg.out)
+    body = load_body_model(cfg.body_model, device=d.device)
+    clips, problems = load_clips(cfg.data, fps=cfg.fps, datasets=cfg.datasets,
+                                 split_file=cfg.split)
+    for p in problems[:20]:
+        log(f"skipped: {p}")
+    if not clips:
+        raise TrainingError(f"no usable motion clips in {cfg.data} ({len(problems)} skipped)")
+    train_clips, val_clips = split_clips(clips, cfg.val_fraction, cfg.seed)
+    cache = out / "cache"
+    ds = WindowDataset(train_clips, body, window=cfg.window, seed=cfg.seed, cache_dir=cache)
+    if len(ds) == 0:
+        raise TrainingError(f"clips are shorter than the window of {cfg.window} frames")
+    sampler = (torch.utils.data.DistributedSampler(ds, d.world, d.rank, seed=cfg.seed)
+               if d.world > 1 else None)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler,
+        num_workers=cfg.workers, drop_last=len(ds) >= cfg.batch * d.world)
+    steps_per_epoch = max(1, len(loader))
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+
+    fitter = NeuralFitter(body, cfg.fitter).to(d.device)
+    opt = torch.optim.Adam([p for n, p in fitter.named_parameters()], lr=cfg.lr,
+                           weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
+    step, epoch, resumed_seconds = 0, 0, 0.0
+    last = out / "last.pt"
+    if cfg.resume and last.is_file():
+        blob = read_checkpoint(last)
+        if blob["body_fingerprint"] != body.fingerprint:
+            raise CheckpointError(f"{last}: made with body model {blob['body_name']}, not "
+                                  f"{body.data.name}; train into a new --out folder")
+        if FitterConfig.from_dict(blob["config"]) != cfg.fitter:
+            log("resume: using the architecture stored in the checkpoint")
+            fitter = NeuralFitter(body, FitterConfig.from_dict(blob["config"])).to(d.device)
+            opt = torch.optim.Adam(fitter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
+        fitter.load_state_dict(blob["weights"], strict=False)
+        opt.load_state_dict(blob["optimizer"])
+        sched.load_state_dict(blob["scheduler"])
+        step, epoch = blob["meta"]["step"], blob["meta"]["epoch"]
+        resumed_seconds = blob["meta"].get("seconds", 0.0)
+        log(f"resumed from {last} at step {step}, epoch {epoch}")
+    sample = MeshSample.build(body, cfg.mesh_vertices, cfg.seed)
+    model = WindowObjective(fitter, sample)
+    if d.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
+            broadcast_buffers=False, find_unused_parameters=cfg.fitter.update_rule == "lgd")
+    amp = cfg.amp and d.device.type == "cuda"
+    writer = _tensorboard(out / "tb") if d.main else None
+    started = time.monotonic()
+    meta = {"config": cfg.to_dict(), "clips_train": len(train_clips), "clips_val": len(val_clips),
+            "windows": len(ds), "world_size": d.world, "device": str(d.device),
+            "seconds_before": resumed_seconds}
+
+    def save(name: str) -> None:
+        if d.main:
+            elapsed = time.monotonic() - started + meta.get("seconds_before", 0.0)
+            save_checkpoint(out / name, fitter,
+                            meta={**meta, "step": step, "epoch": epoch, "seconds": elapsed},
+                            extra={"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
+
+    rng = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not d.main,
+               dynamic_ncols=True)
+    done = step >= total
+    while not done:
+        ds.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        fitter.train()
+        for batch in loader:
+            per_frame = bool(torch.rand(1, generator=rng) < cfg.per_frame_fraction)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                losses = model(batch, per_frame)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(fitter.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            bar.update(1)
+            if d.main:
+                bar.set_postfix(loss=f"{losses['total'].item():.3f}", epoch=epoch)
+                if writer is not None and step % 10 == 0:
+                    for k, v in losses.items():
+                        writer.add_scalar(f"train/{k}", float(v), step)
+                    writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
+                    writer.add_scalar("train/grad_norm", float(gnorm), step)
+            if step % cfg.checkpoint_every == 0:
+                save("last.pt")
+            over_time = (cfg.max_minutes is not None
+                         and time.monotonic() - started > 60 * cfg.max_minutes)
+            if step >= total or over_time:
+                done = True
+                break
+        epoch += 1
+        if d.main and val_clips:
+            val = validate(fitter, body, val_clips, cfg, d.device, sample)
+            log(f"epoch {epoch}: validation " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+            if writer is not None:
+                for k, v in val.items():
+                    writer.add_scalar(f"val/{k}", v, step)
+    bar.close()
+    save("last.pt")
+    if d.main:
+        save("final.pt")
+    if writer is not None:
+        writer.close()
+    if d.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out / "final.pt"
+
+
+@torch.no_grad()
+def validate(fitter, body, clips, cfg: TrainConfig, device, sample) -> dict[str, float]:
+    """Loss and joint error (mm) of streaming fits on validation windows (clean noise seed)."""
+    from trainer.dataset import WindowDataset
+
+    fitter.eval()
+    ds = WindowDataset(clips, body, window=cfg.window, seed=cfg.seed + 99991,
+                       cache_dir=Path(cfg.out) / "cache")
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch, shuffle=False)
+    objective = WindowObjective(fitter, sample)
+    tot, jerr, n = 0.0, 0.0, 0
+    for i, batch in enumerate(loader):
+        if i >= 20:
+            break
+        losses = objective(batch, False)
+        tot += float(losses["total"])
+        jerr += float(losses["transforms"])
+        n += 1
+    fitter.train()
+    return {"loss": tot / max(n, 1), "transforms_l1": jerr / max(n, 1)}
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional at run time
+        return None
+    return SummaryWriter(str(path))
