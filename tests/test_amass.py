@@ -60,6 +60,12 @@ def test_smplx_stageii_keeps_the_smplh_joints(tmp_path):
     assert len(SMPLX_TO_SMPLH) == 52 and 22 not in SMPLX_TO_SMPLH  # no jaw, no eyes
 
 
+def test_object_arrays_are_never_unpickled(tmp_path):
+    np.savez(tmp_path / "o.npz", poses=np.zeros((3, 156)), trans=np.zeros((3, 3)),
+             betas=np.zeros(16), gender=np.array("male", dtype=object), mocap_framerate=30.0)
+    assert read_amass(tmp_path / "o.npz")["gender"] == "neutral"
+
+
 def test_betas_of_other_lengths_are_padded_or_cut(tmp_path):
     for k in (10, 300):
         np.savez(tmp_path / f"c{k}.npz", poses=np.zeros((3, 156)), trans=np.zeros((3, 3)),

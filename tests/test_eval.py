@@ -67,7 +67,11 @@ def test_eval_writes_the_exact_schema_for_all_methods_and_a_plot(setup, capsys):
     assert "fitter-per-frame" in table and "MPJPE" in table
 
 
-def test_eval_skips_unavailable_baselines_with_a_note(setup, capsys):
+def test_eval_skips_unavailable_baselines_with_a_note(setup, capsys, monkeypatch, tmp_path):
+    import tracker.fitter.checkpoint as checkpoint
+
+    # as on a install without the bundled lgd.pt
+    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "models" / "default.pt")
     root, ckpt, _ = setup
     out = root / "skip.json"
     rc = main(["eval", "--data", str(root / "data" / "clip2.npz"), "--json", str(out),

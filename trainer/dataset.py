@@ -15,6 +15,7 @@ from a motion to what the fitter sees); the device noise model is applied per wi
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from collections.abc import Sequence
@@ -82,7 +83,8 @@ class WindowDataset(Dataset):
 
     Args:
         clips: motions (AMASS layout, Z up, all at the same fps).
-        body: ``tracker.body.BodyModel`` for the ground truth and the signals.
+        body: ``tracker.body.BodyModel`` for the ground truth and the signals (a CPU copy is
+            used if it lives on a GPU; items are CPU tensors, move batches yourself).
         window: frames per sample ``K`` (1: per-frame samples, still with a ``K`` axis).
         stride: frames between window starts (default ``window``: no overlap).
         modes: visibility modes; each window draws one (seeded by ``seed, epoch, index``).
@@ -102,6 +104,8 @@ class WindowDataset(Dataset):
                  cache_dir: Path | None = None, hands: bool = True):
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
+        if body.j_template.device.type != "cpu":  # data is made on the CPU (and in workers)
+            body = copy.deepcopy(body).cpu()
         self.body, self.window, self.stride = body, window, stride or window
         self.modes, self.device_model = tuple(modes), device_model
         self.seed, self.hands = seed, hands

@@ -117,7 +117,13 @@ def read_amass(path: str | Path) -> dict:
     p = Path(path)
     try:
         with np.load(p, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+            data = {}
+            for k in z.files:
+                try:
+                    data[k] = z[k]
+                except ValueError as exc:  # an object array (never unpickled: not needed)
+                    if "allow_pickle" not in str(exc):
+                        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise MotionFileError(f"{p}: not a readable .npz ({type(exc).__name__}: {exc})") from None
     except Exception as exc:  # zlib.error and friends from a damaged member
