@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tracker.geometry.transforms import pose7_to_transform
+from tracker.protocol import stack_frames
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 
@@ -75,23 +76,10 @@ class Capture:
         """Stack validated :class:`tracker.protocol.Frame` objects of one session."""
         if not frames:
             raise CaptureError(f"{source}: no frames")
-        N = len(frames)
         t_ns = np.array([f.t for f in frames], dtype=np.int64)
-        wrists = np.zeros((N, 2, 7))
-        wrists[..., 6] = 1.0
-        tips = np.full((N, 2, 5, 3), np.nan)
-        tracked = np.zeros((N, 2), bool)
-        for i, f in enumerate(frames):
-            for s, h in enumerate((f.left, f.right)):
-                if h is None:
-                    continue
-                wrists[i, s] = h.wrist
-                tracked[i, s] = h.tracked
-                if h.tips is not None:
-                    tips[i, s] = h.tips
-        return cls(frames[0].session, source, (t_ns - t_ns[0]) * 1e-9,
-                   np.stack([f.head for f in frames]), wrists, tips, tracked,
-                   dict(rejected or {}))
+        head, wrists, tips, tracked, _ = stack_frames(frames, missing_tip=np.nan)
+        return cls(frames[0].session, source, (t_ns - t_ns[0]) * 1e-9, head, wrists, tips,
+                   tracked, dict(rejected or {}))
 
     def slice(self, start: int, stop: int) -> Capture:
         return Capture(self.session, self.source, self.t[start:stop], self.head[start:stop],

@@ -88,6 +88,31 @@ def test_streaming_reset_mask_selects_per_session(fitter, body):
     assert not torch.allclose(mixed.theta[1], fresh.theta[1], atol=1e-5)
 
 
+def test_streaming_warm_start_is_the_carry_gate_blend(fitter, body):
+    """A stream step starts from Φ(D) + a (Θ_prev - Φ(D)), a = sigmoid(carry_logit)."""
+    sig, betas, *_ = frame(body)
+    with torch.no_grad():
+        prev = fitter(frame(body, seed=3)[0], betas, head_to_hmd())
+        reg = fitter(sig, betas, head_to_hmd(), iterations=0).theta
+        keep = torch.sigmoid(fitter.carry_logit).clone()
+        fitter.carry_logit.fill_(1.2)
+        out = fitter(sig, betas, head_to_hmd(), prev.theta, prev.hidden,
+                     reset=torch.tensor([False, False]), return_iterates=True)
+        fitter.carry_logit.copy_(torch.logit(keep))
+    a = torch.sigmoid(torch.tensor(1.2))
+    # joint rotations and translation: the move into the canonical frame is affine in them
+    # (the root's 6D is re-orthonormalised by it, so it is not compared)
+    assert torch.allclose(out.iterates[0][:, 6:], (reg + a * (prev.theta - reg))[:, 6:],
+                          atol=1e-4)
+
+
+def test_checkpoints_from_before_the_gate_carry_the_previous_frame():
+    d = FitterConfig().to_dict()
+    del d["carry"]
+    assert FitterConfig.from_dict(d).carry == 1.0
+    assert FitterConfig.from_dict(FitterConfig(carry=0.7).to_dict()).carry == 0.7
+
+
 def test_yaw_and_floor_position_do_not_change_the_fit(fitter, body):
     sig_a, betas, poses, transl = frame(body, yaw=0.0)
     sig_b, *_ = frame(body, yaw=2.0)

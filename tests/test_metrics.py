@@ -8,12 +8,11 @@ import torch
 from synthetic_models import write_open_style_npz
 
 from tracker.body import load_body_model
+from tracker.body.skinning import MeshPoser, PosedBodies
 from tracker.geometry import axis_angle_to_matrix
 from trainer.metrics import (
     METRIC_UNITS,
-    MeshPoser,
     MetricSums,
-    PosedBodies,
     frame_metrics,
     ground_penetration,
     jerk,

@@ -44,6 +44,21 @@ def test_two_step_smoke_run_then_resume(motions, tmp_path):
     assert (run / "tb").is_dir()
 
 
+def test_fine_tune_with_burn_in_and_velocity_loss(motions, tmp_path):
+    """--init starts from a checkpoint's weights; burn-in frames stream without gradient."""
+    base = tmp_path / "base"
+    assert trainer_main(["fit-amass", "--amass-root", str(motions), "--out", str(base),
+                         "--max-steps", "1", *TINY]) == 0
+    tuned = tmp_path / "tuned"
+    assert trainer_main(["fit-amass", "--amass-root", str(motions), "--out", str(tuned),
+                         "--max-steps", "2", "--init", str(base / "final.pt"), "--burn-in", "2",
+                         "--per-frame-fraction", "0", *TINY]) == 0
+    a, b = load_fitter(base / "final.pt"), load_fitter(tuned / "final.pt")
+    assert b.cfg == a.cfg  # the architecture comes from the --init checkpoint
+    assert any(not torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict()
+               if k.startswith("gru"))
+
+
 def test_clear_errors(tmp_path, capsys):
     assert trainer_main(["fit-amass", "--amass-root", str(tmp_path / "nope"), "--out",
                          str(tmp_path / "r")]) == 2

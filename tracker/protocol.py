@@ -218,20 +218,19 @@ def ground_truth(payload: bytes) -> dict | None:
     return gt
 
 
-def frames_to_signals(
-    frames: list[Frame], mode: VisibilityMode, dtype=torch.float32
-) -> HeadsetSignals:
-    """Stack validated frames into fitter inputs with batch ``(len(frames),)``.
+def stack_frames(frames: list[Frame], missing_tip: float = 0.0):
+    """Validated frames as NumPy arrays, batch ``B = len(frames)``, device stage frame.
 
-    A nil hand or ``tracked: false`` -> not tracked; missing tips -> ``tips_valid`` false.
+    Returns:
+        ``head (B, 7)`` and ``wrists (B, 2, 7)`` as ``px py pz qx qy qz qw`` (an absent hand:
+        identity at the origin), ``tips (B, 2, 5, 3)`` (``missing_tip`` where absent),
+        ``tracked (B, 2)`` and ``tips_valid (B, 2)`` bool (rows left, right).
     """
-    from tracker.server.fastpose import pose7_to_transform as np_pose7_to_transform
-
     B = len(frames)
     head = np.stack([f.head for f in frames])
     wrists = np.zeros((B, 2, 7))
     wrists[..., 6] = 1.0
-    tips = np.zeros((B, 2, 5, 3))
+    tips = np.full((B, 2, 5, 3), missing_tip)
     tracked = np.zeros((B, 2), bool)
     tips_valid = np.zeros((B, 2), bool)
     for i, f in enumerate(frames):
@@ -243,8 +242,28 @@ def frames_to_signals(
             if h.tips is not None:
                 tips[i, s] = h.tips
                 tips_valid[i, s] = True
+    return head, wrists, tips, tracked, tips_valid
+
+
+def frames_to_signals(
+    frames: list[Frame], mode: VisibilityMode, dtype=torch.float32, floor=None
+) -> HeadsetSignals:
+    """Stack validated frames into fitter inputs with batch ``(len(frames),)``.
+
+    A nil hand or ``tracked: false`` -> not tracked; missing tips -> ``tips_valid`` false.
+    ``floor (B,)`` metres, if given, is added to every y (device stage frame -> the corrected
+    frame of the session profiles, ``tracker.server.publish``).
+    """
+    from tracker.server.fastpose import pose7_to_transform as np_pose7_to_transform
+
+    B = len(frames)
+    head, wrists, tips, tracked, tips_valid = stack_frames(frames)
     # NumPy for the small per-tick batches (torch's per-op overhead dominates at B ~ 1-16)
     T = np_pose7_to_transform(np.concatenate([head[:, None], wrists], 1))  # (B, 3, 4, 4)
+    if floor is not None:
+        f = np.asarray(floor, dtype=np.float64).reshape(B)
+        T[:, :, 1, 3] += f[:, None]
+        tips[..., 1] += f[:, None, None]
     T_head = torch.as_tensor(T[:, 0], dtype=dtype)
     T_wr = torch.as_tensor(T[:, 1:], dtype=dtype)
     tr = torch.as_tensor(tracked)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from engines.base import Engine, FitBatch, make_engine
+from tracker.body.skinning import MeshPoser
 from tracker.fitter.fitter import NeuralFitter
 from tracker.fitter.theta import split_theta
 from tracker.geometry.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
@@ -44,7 +45,6 @@ from trainer.baselines.gmm import MaxMixturePrior
 from trainer.baselines.lbfgs import LBFGSConfig, fit_lbfgs
 from trainer.metrics import (
     METRIC_UNITS,
-    MeshPoser,
     MetricSums,
     frame_metrics,
     part_vertex_ids,

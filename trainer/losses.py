@@ -5,7 +5,11 @@ Applied to the output of every iteration n = 0..N and summed::
     L_n = λ_M ||M̂ - M||_1 + λ_E Σ_edges ||(M̂_i - M̂_j) - (M_i - M_j)||_1
         + λ_T Σ_j ||T̂_j - T_j||_1 + λ_θ ||R̂_θ - R_θ||_1 + λ_t ||t̂ - t||_1
 
-with λ_M = 1000, λ_E = 1000, λ_T = 100, λ_θ = 1, λ_t = 100 (Sup. Mat. 6.2). The norms are
+with λ_M = 1000, λ_E = 1000, λ_T = 100, λ_θ = 1, λ_t = 100 (Sup. Mat. 6.2). For streaming
+windows we add a velocity term on the final iterate (not in the paper, whose fits are per
+frame): ``λ_V ||(Ĵ_k - Ĵ_k-1) - (J_k - J_k-1)||_1`` over the joint positions of consecutive
+frames, λ_V = 10,000 (joint displacements per frame are millimetres), against jitter
+(``velocity_loss``). The norms are
 means over elements here (the paper does not say; means keep the weights meaningful across
 mesh resolutions). The mesh terms run on a fixed random subset of vertices and the mesh
 edges incident to it (``MeshSample``): on a CPU, skinning all 13k vertices of every
@@ -32,6 +36,7 @@ class LossWeights:
     transforms: float = 100.0
     rotations: float = 1.0
     translation: float = 100.0
+    velocity: float = 10000.0
 
 
 @dataclass
@@ -69,12 +74,15 @@ def fit_losses(
     betas: Tensor,
     sample: MeshSample,
     w: LossWeights = LossWeights(),
+    joints_out: list | None = None,
 ) -> dict[str, Tensor]:
     """Sum over iterations of the Sup. Mat. losses.
 
     Args:
         iterates: ``(N+1, B, 315)`` Θ0..ΘN in the stage frame.
         target: ``(B, 315)`` ground truth Θ, stage frame. betas: ``(B, K)``.
+        joints_out: if given, ``(Ĵ_N, J)`` is appended: final-iterate and ground-truth joint
+            positions ``(B, 52, 3)`` (for :func:`velocity_loss`).
 
     Returns:
         ``{"total", "mesh", "edges", "transforms", "rotations", "translation"}`` scalars
@@ -105,7 +113,20 @@ def fit_losses(
         "rotations": (R - rep_gt(gt_R)).abs().mean() * n1,
         "translation": (t - rep_gt(gt_t)).abs().mean() * n1,
     }
+    if joints_out is not None:
+        joints_out.append((st.joints[(n1 - 1) * B:], gt.joints))
     total = (w.mesh * parts["mesh"] + w.edges * parts["edges"]
              + w.transforms * parts["transforms"] + w.rotations * parts["rotations"]
              + w.translation * parts["translation"])
     return {"total": total, **{k: v.detach() for k, v in parts.items()}}
+
+
+def velocity_loss(joints: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """Mean L1 error of frame-to-frame joint displacements over consecutive frames.
+
+    Args:
+        joints: per frame ``(Ĵ, J)``, each ``(B, 52, 3)`` metres (from ``fit_losses``).
+    """
+    errs = [((p1 - p0) - (g1 - g0)).abs().mean()
+            for (p0, g0), (p1, g1) in zip(joints[:-1], joints[1:], strict=True)]
+    return torch.stack(errs).mean()

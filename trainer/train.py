@@ -2,7 +2,10 @@
 
 One optimisation step takes a batch of windows ``(B, K)``; frame 0 of a window starts from
 Φ, Φh (reset) and frames 1..K-1 start from the previous frame's Θ and hidden state, with the
-gradient flowing through the whole window. A fraction of batches resets on every frame (the
+gradient flowing through the whole window. With ``burn_in = M`` a window is preceded by M
+frames streamed without gradient, so the K trained frames start from a carried state like the
+one a live stream is in after a while, not from a fresh reset (truncated BPTT over K frames).
+A fraction of batches resets on every frame (the
 paper's per-frame mode), so the initialiser Φ stays a good regressor. Losses: Sup. Mat. 6.2
 on every iteration's output (``trainer.losses``).
 
@@ -26,7 +29,7 @@ from tracker.fitter.checkpoint import CheckpointError, read_checkpoint, save_che
 from tracker.fitter.fitter import FitterConfig, NeuralFitter
 from tracker.fitter.theta import axis_angle_to_theta
 from tracker.signals.headset import HeadsetSignals, head_to_hmd
-from trainer.losses import LossWeights, MeshSample, fit_losses
+from trainer.losses import LossWeights, MeshSample, fit_losses, velocity_loss
 
 
 class TrainingError(RuntimeError):
@@ -44,6 +47,7 @@ class TrainConfig:
     body_model: str | None = None
     fitter: FitterConfig = field(default_factory=FitterConfig)
     window: int = 8
+    burn_in: int = 0
     batch: int = 32
     per_frame_fraction: float = 0.25
     epochs: int = 10
@@ -60,6 +64,7 @@ class TrainConfig:
     workers: int = 0
     amp: bool = True
     resume: bool = False
+    init: str | None = None
     checkpoint_every: int = 500
     device: str | None = None
 
@@ -104,30 +109,66 @@ class WindowObjective(torch.nn.Module):
     """Losses averaged over the frames of a window batch: one ``forward`` per step (DDP)."""
 
     def __init__(self, fitter: NeuralFitter, sample: MeshSample,
-                 weights: LossWeights | None = None):
+                 weights: LossWeights | None = None, burn_in: int = 0):
         super().__init__()
         self.fitter, self.sample, self.weights = fitter, sample, weights or LossWeights()
+        self.burn_in = burn_in
 
     def forward(self, batch: dict, per_frame: bool) -> dict[str, torch.Tensor]:
+        """Mean losses over the last ``K - burn_in`` frames of windows ``(B, K)``."""
         device = self.fitter.theta_rest.device
-        poses, trans = batch["poses"].to(device), batch["trans"].to(device)
+        M = self.burn_in
+        poses, trans = batch["poses"][:, M:].to(device), batch["trans"][:, M:].to(device)
         betas = batch["betas"].to(device)
         B, K = poses.shape[:2]
         target = axis_angle_to_theta(poses.reshape(B * K, 156), trans.reshape(B * K, 3))
         target = target.reshape(B, K, -1)
         T_hmd = head_to_hmd().to(device)
         theta = hidden = None
+        if M and not per_frame:
+            with torch.no_grad():
+                for k in range(M):
+                    reset = torch.full((B,), k == 0, dtype=torch.bool, device=device)
+                    out = self.fitter(batch_signals(batch, k, device), betas, T_hmd, theta,
+                                      hidden, reset)
+                    theta, hidden = out.theta, out.hidden
         sums: dict[str, torch.Tensor] = {}
+        joints: list = []
         for k in range(K):
-            reset = torch.full((B,), per_frame or k == 0, dtype=torch.bool, device=device)
-            out = self.fitter(batch_signals(batch, k, device), betas, T_hmd, theta, hidden, reset,
-                              return_iterates=True)
+            first = theta is None and k == 0
+            reset = torch.full((B,), per_frame or first, dtype=torch.bool, device=device)
+            out = self.fitter(batch_signals(batch, M + k, device), betas, T_hmd, theta, hidden,
+                              reset, return_iterates=True)
             parts = fit_losses(self.fitter.body, out.iterates.float(), target[:, k], betas,
-                               self.sample, self.weights)
+                               self.sample, self.weights, joints_out=joints)
             for key, v in parts.items():
                 sums[key] = sums.get(key, 0.0) + v / K
             theta, hidden = out.theta, out.hidden
+        if not per_frame and K > 1 and self.weights.velocity > 0:
+            vel = velocity_loss(joints)
+            sums["velocity"] = vel.detach()
+            sums["total"] = sums["total"] + self.weights.velocity * vel
         return sums
+
+
+def _init_from(path: str, body, carry: float, log) -> NeuralFitter:
+    """A fitter with the architecture and weights of checkpoint ``path`` (fine-tuning); a
+    checkpoint from before the carry gate gets the gate at ``carry``."""
+    blob = read_checkpoint(path)
+    if blob["body_fingerprint"] != body.fingerprint:
+        raise CheckpointError(f"{path}: made with body model {blob['body_name']}, not "
+                              f"{body.data.name}")
+    fcfg = FitterConfig.from_dict(blob["config"])
+    if "carry_logit" not in blob["weights"]:
+        fcfg = FitterConfig.from_dict({**fcfg.to_dict(), "carry": carry})
+    fitter = NeuralFitter(body, fcfg)
+    missing, unexpected = fitter.load_state_dict(blob["weights"], strict=False)
+    missing = [k for k in missing if not k.startswith("body.") and k != "carry_logit"]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match its config ({missing or unexpected})")
+    log(f"initialised from {path} ({fcfg.layers}x{fcfg.hidden}, {fcfg.update_rule}, "
+        f"step {blob.get('meta', {}).get('step', '?')})")
+    return fitter
 
 
 def _lr_lambda(cfg: TrainConfig, total_steps: int):
@@ -157,9 +198,11 @@ def train(cfg: TrainConfig, log=print) -> Path:
         raise TrainingError(f"no usable motion clips in {cfg.data} ({len(problems)} skipped)")
     train_clips, val_clips = split_clips(clips, cfg.val_fraction, cfg.seed)
     cache = out / "cache"
-    ds = WindowDataset(train_clips, body, window=cfg.window, seed=cfg.seed, cache_dir=cache)
+    span = cfg.window + cfg.burn_in
+    ds = WindowDataset(train_clips, body, window=span, stride=cfg.window, seed=cfg.seed,
+                       cache_dir=cache)
     if len(ds) == 0:
-        raise TrainingError(f"clips are shorter than the window of {cfg.window} frames")
+        raise TrainingError(f"clips are shorter than the window of {span} frames")
     sampler = (torch.utils.data.DistributedSampler(ds, d.world, d.rank, seed=cfg.seed)
                if d.world > 1 else None)
     loader = torch.utils.data.DataLoader(
@@ -169,6 +212,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
 
     fitter = NeuralFitter(body, cfg.fitter).to(d.device)
+    if cfg.init and not (cfg.resume and (out / "last.pt").is_file()):
+        fitter = _init_from(cfg.init, body, cfg.fitter.carry, log).to(d.device)
     opt = torch.optim.Adam([p for n, p in fitter.named_parameters()], lr=cfg.lr,
                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
@@ -191,7 +236,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         resumed_seconds = blob["meta"].get("seconds", 0.0)
         log(f"resumed from {last} at step {step}, epoch {epoch}")
     sample = MeshSample.build(body, cfg.mesh_vertices, cfg.seed)
-    model = WindowObjective(fitter, sample)
+    model = WindowObjective(fitter, sample, burn_in=cfg.burn_in)
     if d.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
@@ -269,10 +314,10 @@ def validate(fitter, body, clips, cfg: TrainConfig, device, sample) -> dict[str,
     from trainer.dataset import WindowDataset
 
     fitter.eval()
-    ds = WindowDataset(clips, body, window=cfg.window, seed=cfg.seed + 99991,
-                       cache_dir=Path(cfg.out) / "cache")
+    ds = WindowDataset(clips, body, window=cfg.window + cfg.burn_in, stride=cfg.window,
+                       seed=cfg.seed + 99991, cache_dir=Path(cfg.out) / "cache")
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch, shuffle=False)
-    objective = WindowObjective(fitter, sample)
+    objective = WindowObjective(fitter, sample, burn_in=cfg.burn_in)
     tot, jerr, n = 0.0, 0.0, 0
     for i, batch in enumerate(loader):
         if i >= 20:

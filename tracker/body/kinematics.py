@@ -117,9 +117,9 @@ class BodyModel(nn.Module):
         self.register_buffer("tip_template", v_t[tips])  # (10, 3)
         self.register_buffer("tip_dirs", sd[tips])  # (10, 3, K)
         self.register_buffer("tip_weights", torch.tensor(data.weights, **f64)[tips])  # (10, 52)
-        pd = torch.tensor(data.posedirs, **f64)  # (V, 3, 459)
-        self.has_posedirs = bool(pd.abs().max() > 0)
-        self.register_buffer("tip_posedirs", pd[tips])  # (10, 3, 459)
+        # (V, 3, 459); all zeros in the open model: only the tips' rows are copied then
+        self.has_posedirs = bool(np.any(data.posedirs))
+        self.register_buffer("tip_posedirs", torch.tensor(data.posedirs[tips.numpy()], **f64))
 
         # Static level schedule: for each tree level, its joints and, for each joint, the
         # position of its parent inside the previous level's tensor.
@@ -177,7 +177,8 @@ class BodyModel(nn.Module):
         self.register_buffer("shapedirs", sd)
         # (459, V*3) like smplx; empty when the model has no pose correctives (the open one),
         # which saves 74 MB per copy of the model.
-        pd_full = pd.reshape(-1, pd.shape[-1]).T.contiguous() if self.has_posedirs else pd[:0, 0]
+        pd_full = (torch.tensor(data.posedirs, **f64).reshape(-1, data.posedirs.shape[-1]).T
+                   .contiguous() if self.has_posedirs else torch.zeros(0, **f64))
         self.register_buffer("posedirs", pd_full)
         self.register_buffer("weights", torch.tensor(data.weights, **f64))
         self.register_buffer("faces", torch.as_tensor(data.faces))

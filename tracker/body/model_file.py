@@ -181,11 +181,13 @@ def read_model_file(path: str | Path | None = None, gender: str = "neutral") -> 
     if tuple(parents.tolist()) != PARENTS:
         raise BodyModelError(f"{p}: kinematic tree differs from SMPL+H's")
     shapedirs = _dense(raw["shapedirs"]).astype(np.float64)
-    posedirs = (
-        _dense(raw["posedirs"]).astype(np.float64).reshape(V, 3, -1)
-        if "posedirs" in raw
-        else np.zeros((V, 3, (NUM_JOINTS - 1) * 9))
-    )
+    # All-zero correctives (the open model) become a read-only zero-stride view: no 150 MB
+    # float64 copy on every load.
+    posedirs = _dense(raw["posedirs"]).reshape(V, 3, -1) if "posedirs" in raw else None
+    if posedirs is None or not np.any(posedirs):
+        posedirs = np.broadcast_to(np.float64(0.0), (V, 3, (NUM_JOINTS - 1) * 9))
+    else:
+        posedirs = posedirs.astype(np.float64)
 
     if "vertex_ids_names" in raw:
         vertex_ids = {str(k): int(i) for k, i in zip(raw["vertex_ids_names"],

@@ -36,6 +36,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import gc
     import signal
     import sys
     import threading
@@ -59,6 +60,11 @@ def run(args) -> int:
     print(f"tracker serve: warming up engine {core.engine.name} (a compiled engine builds once, "
           "then loads from its cache)", file=sys.stderr, flush=True)
     core.warm_up()
+    # The model, engine and library objects live for the whole run: move them out of the
+    # garbage collector's view, so that its full collections (which scan every tracked
+    # object, tens of ms with torch loaded) do not stall a tick.
+    gc.collect()
+    gc.freeze()
     warn_if_exposed([args.ingest, args.publish], keys is not None)
     recorder = None
     if args.record:

@@ -95,7 +95,8 @@ def load_fitter(
         )
     fitter = NeuralFitter(body, FitterConfig.from_dict(blob["config"]))
     missing, unexpected = fitter.load_state_dict(blob["weights"], strict=False)
-    missing = [k for k in missing if not k.startswith("body.")]
+    # carry_logit: absent from checkpoints written before the gate; kept at config.carry (1.0)
+    missing = [k for k in missing if not k.startswith("body.") and k != "carry_logit"]
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not match the config ({missing or unexpected})")
     return fitter.to(device).eval()

@@ -14,19 +14,18 @@ reaches the same decisions and the same poses.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 
 import msgpack
-import numpy as np
 import torch
 
 from engines.base import Engine, FitBatch
 from tracker.protocol import REJECT_REASONS, Frame, Rejected, frames_to_signals, parse_frame
 from tracker.server.profiles import DefaultProfiles, ProfileTensors
 from tracker.server.publish import pose_messages
+from tracker.server.samples import Samples, percentiles_ms
 from tracker.server.sessions import Pending, Session, SessionRules, SessionTable
-from tracker.signals.headset import HeadsetSignals
 
 
 @dataclass
@@ -58,15 +57,6 @@ class TickOutput:
     batch: int
 
 
-def _pct(values, qs=(50, 90, 99)) -> dict:
-    if not values:
-        return {}
-    a = np.fromiter(values, dtype=np.float64) / 1e6
-    out = {f"p{q}": float(np.percentile(a, q)) for q in qs}
-    out["max"] = float(a.max())
-    return out
-
-
 class TrackerCore:
     """Sessions + engine + profiles. Not thread-safe: the live loop serialises the calls
     that touch sessions (``receive``, ``begin_tick``, ``status``) with one lock."""
@@ -85,11 +75,11 @@ class TrackerCore:
         self.ticks = 0
         self.ticks_begun = 0
         self.max_age_ticks = 0
-        self.fit_ns: deque = deque(maxlen=1024)
-        self.queue_ns: deque = deque(maxlen=8192)
-        self.overhead_ns: deque = deque(maxlen=8192)
-        self.batch_sizes: deque = deque(maxlen=1024)
-        self.latency_ns: deque = deque(maxlen=8192)
+        self.fit_ns = Samples(1024)
+        self.queue_ns = Samples(8192)
+        self.overhead_ns = Samples(8192)
+        self.batch_sizes = Samples(1024)
+        self.latency_ns = Samples(8192)
         self._tensors = ProfileTensors(self.body.num_betas)
 
     # ------------------------------------------------------------------ ingest
@@ -156,7 +146,7 @@ class TrackerCore:
         frames = [p.frame for _, p in tin.items]
         B = len(frames)
         betas, T_hmd, floor = self._tensors.stack([s.profile for s in sessions])
-        sig = _lift(frames_to_signals(frames, self.visibility), floor)
+        sig = frames_to_signals(frames, self.visibility, floor=floor.numpy())
         reset = torch.tensor(tin.resets)
         theta0, hidden0 = self.engine.initial_state(1)
         theta_prev = torch.stack([theta0[0] if s.theta is None else s.theta for s in sessions])
@@ -243,28 +233,21 @@ class TrackerCore:
                 "rate_hz": rate, "last_seq": s.last_seq, "last_fitted_seq": s.last_fitted_seq,
                 "received": s.received, "fitted": s.fitted, "dropped": s.dropped,
                 "rejected": s.rejected, "resets": s.resets, "diverged": s.diverged,
-                "silent_s": (t_now - s.last_recv) / 1e9, "latency_ms": _pct(s.latency_ns),
+                "silent_s": (t_now - s.last_recv) / 1e9, "latency_ms": percentiles_ms(s.latency_ns),
             }
-        bs = list(self.batch_sizes)
+        bs = self.batch_sizes.values()
         msg = {
             "v": 1, "t": int(t_now), "engine": self.engine.name, "model": self.model_info,
             "visibility": self.visibility, "live_sessions": len(self.table),
             "forgotten_sessions": self.table.forgotten, "sessions": sessions,
             "rejected": dict(self.rejected), **dict(self.totals), "ticks": self.ticks,
-            "fit_ms": _pct(self.fit_ns), "latency_ms": _pct(self.latency_ns),
-            "queue_ms": _pct(self.queue_ns), "overhead_ms": _pct(self.overhead_ns),
+            "fit_ms": percentiles_ms(self.fit_ns),
+            "latency_ms": percentiles_ms(self.latency_ns),
+            "queue_ms": percentiles_ms(self.queue_ns),
+            "overhead_ms": percentiles_ms(self.overhead_ns),
             "max_age_ticks": self.max_age_ticks,
-            "batch": {"mean": float(np.mean(bs)) if bs else 0.0, "max": max(bs, default=0)},
+            "batch": {"mean": float(bs.mean()) if bs.size else 0.0,
+                      "max": int(bs.max()) if bs.size else 0},
         }
         msg.update(extra or {})
         return msg
-
-
-def _lift(sig: HeadsetSignals, floor: torch.Tensor) -> HeadsetSignals:
-    """Add ``floor (B,)`` to every stage y of ``sig`` (device frame -> corrected frame)."""
-    f = floor.to(sig.head.dtype)
-    head, wrists, tips = sig.head.clone(), sig.wrists.clone(), sig.tips.clone()
-    head[:, 1, 3] += f
-    wrists[:, :, 1, 3] += f[:, None]
-    tips[..., 1] += f[:, None, None]
-    return HeadsetSignals(head, wrists, tips, sig.tracked, sig.tips_valid, sig.visible)

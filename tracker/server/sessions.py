@@ -20,12 +20,12 @@ receive times takes exactly the same decisions as the live server:
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 from torch import Tensor
 
 from tracker.protocol import Frame, Rejected
+from tracker.server.samples import Samples
 
 NS_PER_S = 1_000_000_000
 
@@ -75,7 +75,7 @@ class Session:
     resets: int = 0
     diverged: int = 0
     last_fitted_seq: int | None = None
-    latency_ns: deque = field(default_factory=lambda: deque(maxlen=2048))
+    latency_ns: Samples = field(default_factory=lambda: Samples(2048))
     rate_mark: tuple[int, int] | None = None  # (t, received) at the last status
 
 

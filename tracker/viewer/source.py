@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tracker.body.skinning import MeshPoser
+from tracker.geometry import axis_angle_to_matrix
 from tracker.protocol import FRAME_TOPIC_PREFIX, POSE_TOPIC_PREFIX, ground_truth, parse_frame
 
 
@@ -60,6 +62,8 @@ class LatestScene:
         self._lock = threading.Lock()
         self._latest: SceneState | None = None
         self._times: list[float] = []
+        self._poser: MeshPoser | None = None  # skinning for the current shape
+        self._poser_betas: list | None = None
 
     @torch.inference_mode()
     def __call__(self, msg: dict, payload: bytes | None) -> None:
@@ -68,9 +72,11 @@ class LatestScene:
         if msg["session"] != self.session:
             return
         b = self.body
-        betas = torch.tensor([msg["betas"]], dtype=b.dtype)[:, : b.num_betas]
-        st = b.forward_axis_angle(torch.tensor([msg["pose"]], dtype=b.dtype), betas,
-                                  torch.tensor([msg["transl"]], dtype=b.dtype), vertices=True)
+        if self._poser is None or self._poser_betas != msg["betas"]:  # shape: per profile
+            self._poser_betas = list(msg["betas"])
+            self._poser = MeshPoser(b, torch.tensor(msg["betas"], dtype=b.dtype))
+        rot = axis_angle_to_matrix(torch.tensor(msg["pose"], dtype=b.dtype).reshape(1, 52, 3))
+        st = self._poser(rot, torch.tensor([msg["transl"]], dtype=b.dtype))
         head, wrists = None, np.tile(np.eye(4), (2, 1, 1))
         wrist_on, tips, tips_on = np.zeros(2, bool), np.zeros((2, 5, 3)), np.zeros(2, bool)
         gt_joints = None

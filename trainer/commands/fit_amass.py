@@ -27,9 +27,15 @@ def add_arguments(p):
     m.add_argument("--update-rule", choices=("eq1", "lgd"), default="eq1",
                    help="eq1: λ·ΔΘ − γ·g (the paper); lgd: λ = 1, γ = 0 (baseline)")
     m.add_argument("--dropout", type=float, default=0.0, help="dropout on GRU hidden states")
+    m.add_argument("--carry", type=float, default=0.9,
+                   help="initial streaming carry gate a in (0, 1] (learned per parameter)")
+    m.add_argument("--init", default=None, metavar="CKPT",
+                   help="fine-tune: start from this checkpoint's architecture and weights")
     t = p.add_argument_group("training")
     t.add_argument("--out", required=True, metavar="RUN", help="run folder (checkpoints, logs)")
     t.add_argument("--window", type=int, default=8, help="frames per sequence (truncated BPTT)")
+    t.add_argument("--burn-in", type=int, default=0, metavar="M",
+                   help="frames streamed without gradient before each window")
     t.add_argument("--batch", type=int, default=32, help="sequences per step and process")
     t.add_argument("--per-frame-fraction", type=float, default=0.25,
                    help="fraction of steps that reset every frame (per-frame samples)")
@@ -65,8 +71,9 @@ def run(args) -> int:
         body_model=args.body_model,
         fitter=FitterConfig(hidden=args.hidden, layers=args.layers, init_hidden=args.init_hidden,
                             iterations=args.iterations, update_rule=args.update_rule,
-                            dropout=args.dropout),
-        window=args.window, batch=args.batch, per_frame_fraction=args.per_frame_fraction,
+                            dropout=args.dropout, carry=args.carry),
+        window=args.window, burn_in=args.burn_in, init=args.init, batch=args.batch,
+        per_frame_fraction=args.per_frame_fraction,
         epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes, lr=args.lr,
         warmup_steps=args.warmup_steps, mesh_vertices=args.mesh_vertices or None,
         val_fraction=args.val_fraction, fps=args.fps, seed=args.seed, workers=args.workers,
