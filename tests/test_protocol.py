@@ -277,3 +277,17 @@ def test_loopback_detection_and_the_loud_warning():
     assert warn_if_exposed(["tcp://127.0.0.1:1", "tcp://*:2"], curve=False, stream=buf)
     assert "WARNING" in buf.getvalue() and "tcp://*:2" in buf.getvalue()
     assert not warn_if_exposed(["tcp://*:2"], curve=True, stream=buf)
+
+
+def test_status_samples_ring_and_percentiles():
+    from tracker.server.samples import Samples, percentiles_ms
+
+    s = Samples(100)
+    assert percentiles_ms(s) == {}
+    for v in range(1, 251):  # wraps: keeps the last 100 (151..250 ms)
+        s.append(v * 1_000_000)
+    assert len(s) == 100
+    p = percentiles_ms(s)
+    assert p["max"] == 250.0 and p["p50"] in (200.0, 201.0) and p["p99"] in (249.0, 250.0)
+    ref = np.percentile(s.values() / 1e6, [50, 90, 99])
+    assert np.allclose([p["p50"], p["p90"], p["p99"]], ref, atol=1.0)

@@ -6,7 +6,8 @@ the clip's own β, its headset signals are derived with the one signal path
 (``DeviceModel``, seeded per clip), and each method fits them:
 
 * ``fitter``: streaming, the live server's call: ``make_engine("eager", fitter).fit`` once per
-  frame, Θ and the GRU state carried over, reset on the first frame (and on the frame after a
+  frame, Θ (through the carry gate, ``tracker.fitter.fitter``) and the GRU state carried
+  over, reset on the first frame (and on the frame after a
   fit that diverged, as the server does); sequences are batched (B = sequences, loop over time);
 * ``fitter-per-frame``: the paper's setting, every frame from Φ, Φh (Alg. 1), N iterations;
 * ``regressor``: Φ alone (N = 0);
