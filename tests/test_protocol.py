@@ -152,10 +152,32 @@ def test_oversize_is_dropped_by_zmq_maxmsgsize():
 
 
 def test_non_finite_never_published():
-    from tracker.server.publish import _finite
+    from tracker.body import load_body_model
+    from tracker.server.publish import pose_messages
 
-    assert not _finite({"transl": [math.nan, 0, 0], "pose": [], "joints": [], "betas": [],
-                        "residual": 0.0})
+    theta = torch.zeros(3, 315)
+    theta[:, [0, 4]] = 1.0  # identity root (6D), the rest as is
+    theta[1, 312] = math.nan  # translation
+    residual = torch.tensor([0.01, 0.01, math.inf])
+    heads = [{"session": f"s{i}", "seq": 1, "t": 0, "t_recv": 0, "state": "ok"}
+             for i in range(3)]
+    msgs = pose_messages(load_body_model(), theta, torch.zeros(3, 16), torch.zeros(3),
+                         torch.ones(3, 2, dtype=torch.bool), residual, heads)
+    assert msgs[0] is not None and msgs[1] is None and msgs[2] is None
+
+
+def test_axis_angle_near_pi_without_scipy():
+    from scipy.spatial.transform import Rotation
+
+    from tracker.server.fastpose import matrix_to_axis_angle
+
+    rng = np.random.default_rng(0)
+    axes = rng.normal(size=(400, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angle = np.concatenate([rng.uniform(0, np.pi, 200), np.pi - 10 ** rng.uniform(-9, -3, 200)])
+    R = Rotation.from_rotvec(axes * angle[:, None]).as_matrix()
+    back = Rotation.from_rotvec(matrix_to_axis_angle(R)).as_matrix()
+    assert np.abs(back - R).max() < 1e-9
 
 
 def test_fast_pose_path_matches_torch():

@@ -14,8 +14,6 @@ by the I/O layer right before sending (:func:`finish_pose`).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -57,17 +55,19 @@ def pose_messages(
     transl = th[:, 312:] - down
     joints = chain.joints(R, J_rest, transl).reshape(B, 156)
     f32 = np.float32  # what goes on the wire: keep in-process messages equal to it
-    rows = zip(poses.astype(f32).tolist(), transl.astype(f32).tolist(),
-               joints.astype(f32).tolist(), betas.cpu().float().tolist(),
-               visible.cpu().tolist(), residual.cpu().float().tolist(), heads, strict=True)
+    poses, transl, joints = poses.astype(f32), transl.astype(f32), joints.astype(f32)
+    be, res = betas.detach().cpu().float().numpy(), residual.detach().cpu().float().numpy()
+    finite = (np.isfinite(poses).all(-1) & np.isfinite(transl).all(-1)
+              & np.isfinite(joints).all(-1) & np.isfinite(be).all(-1) & np.isfinite(res))
+    rows = zip(finite.tolist(), poses.tolist(), transl.tolist(), joints.tolist(), be.tolist(),
+               visible.cpu().tolist(), res.tolist(), heads, strict=True)
     out: list[dict | None] = []
-    for pose, tr, jo, be, vis, res, head in rows:
-        msg = {
+    for ok, pose, tr, jo, b, vis, r, head in rows:
+        out.append({
             "v": VERSION, "session": head["session"], "seq": head["seq"], "t": head["t"],
-            "t_recv": head["t_recv"], "transl": tr, "pose": pose, "betas": be, "joints": jo,
-            "visible": [bool(v) for v in vis], "residual": res, "state": head["state"],
-        }
-        out.append(msg if _finite(msg) else None)
+            "t_recv": head["t_recv"], "transl": tr, "pose": pose, "betas": b, "joints": jo,
+            "visible": [bool(v) for v in vis], "residual": r, "state": head["state"],
+        } if ok else None)
     return out
 
 
@@ -85,13 +85,6 @@ def _rest_joints(body: BodyModel, betas: Tensor) -> np.ndarray:
         with torch.inference_mode():
             hit = _REST[key] = body.rest_joints(b.to(body.dtype)).double().numpy()
     return hit
-
-
-def _finite(msg: dict) -> bool:
-    for key in ("transl", "pose", "joints", "betas"):
-        if not all(math.isfinite(x) for x in msg[key]):
-            return False
-    return math.isfinite(msg["residual"])
 
 
 def finish_pose(msg: dict, t_pub: int) -> bytes:

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Copy a training checkpoint into a bundled one: weights and config only, small meta.
+
+    python tools/bundle_checkpoint.py runs/stream/final.pt tracker/fitter/models/default.pt
+
+Drops the optimiser and scheduler state (two thirds of a run checkpoint), keeps the body
+fingerprint, step count, training time, and the training settings that matter for the model
+card; ``history`` records the checkpoint it was fine-tuned from (``--init``), if any.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from tracker.fitter.checkpoint import load_fitter, read_checkpoint, save_checkpoint
+
+KEEP = ("window", "burn_in", "batch", "per_frame_fraction", "lr", "mesh_vertices", "fps", "seed",
+        "data", "init", "max_steps")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    args = ap.parse_args()
+    blob = read_checkpoint(args.src)
+    meta = blob.get("meta", {})
+    cfg = meta.get("config", {})
+    history = []
+    if cfg.get("init"):
+        parent = read_checkpoint(cfg["init"]).get("meta", {})
+        history = [*parent.get("history", []),
+                   {k: parent.get(k) for k in ("step", "seconds", "train_config")}]
+    small = {
+        "step": meta.get("step"), "epoch": meta.get("epoch"), "seconds": meta.get("seconds"),
+        "clips_train": meta.get("clips_train"), "clips_val": meta.get("clips_val"),
+        "windows": meta.get("windows"), "device": meta.get("device"),
+        "train_config": {k: cfg[k] for k in KEEP if k in cfg},
+        "history": history,
+    }
+    fitter = load_fitter(args.src)
+    save_checkpoint(args.dst, fitter, meta=small)
+    back = load_fitter(args.dst)
+    assert all(torch.equal(a, b) for a, b in zip(fitter.state_dict().values(),
+                                                 back.state_dict().values(), strict=True))
+    print(f"{args.dst}: step {small['step']}, {small['seconds'] or 0:.0f} s of training")
+
+
+if __name__ == "__main__":
+    main()
