@@ -125,7 +125,8 @@ def library_versions(*modules: str) -> dict[str, str]:
     return out
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -173,7 +174,7 @@ class EngineCache:
         path = d / artifact
         if meta.get("key") != key or not path.is_file():
             return None
-        if meta.get("sha256") != _sha256_file(path):
+        if meta.get("sha256") != sha256_file(path):
             return None
         return path
 
@@ -208,7 +209,7 @@ class EngineCache:
             try:
                 t0 = time.perf_counter()
                 build(tmp / artifact)
-                meta = {"key": key, "artifact": artifact, "sha256": _sha256_file(tmp / artifact),
+                meta = {"key": key, "artifact": artifact, "sha256": sha256_file(tmp / artifact),
                         "built_s": round(time.perf_counter() - t0, 2),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
                 (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))

@@ -18,15 +18,20 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from tracker.body.kinematics import load_body_model
-from tracker.fitter.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from tracker.fitter.fitter import FitterConfig, NeuralFitter
+from tracker.fitter.checkpoint import (
+    CheckpointError,
+    load_fitter,
+    read_checkpoint,
+    save_checkpoint,
+)
+from tracker.fitter.fitter import FitterConfig, NeuralFitter, carry_logit
 from tracker.fitter.theta import axis_angle_to_theta
 from tracker.signals.headset import HeadsetSignals, head_to_hmd
 from trainer.losses import LossWeights, MeshSample, fit_losses, velocity_loss
@@ -152,23 +157,16 @@ class WindowObjective(torch.nn.Module):
 
 
 def _init_from(path: str, body, carry: float, log) -> NeuralFitter:
-    """A fitter with the architecture and weights of checkpoint ``path`` (fine-tuning); a
-    checkpoint from before the carry gate gets the gate at ``carry``."""
-    blob = read_checkpoint(path)
-    if blob["body_fingerprint"] != body.fingerprint:
-        raise CheckpointError(f"{path}: made with body model {blob['body_name']}, not "
-                              f"{body.data.name}")
-    fcfg = FitterConfig.from_dict(blob["config"])
-    if "carry_logit" not in blob["weights"]:
-        fcfg = FitterConfig.from_dict({**fcfg.to_dict(), "carry": carry})
-    fitter = NeuralFitter(body, fcfg)
-    missing, unexpected = fitter.load_state_dict(blob["weights"], strict=False)
-    missing = [k for k in missing if not k.startswith("body.") and k != "carry_logit"]
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not match its config ({missing or unexpected})")
-    log(f"initialised from {path} ({fcfg.layers}x{fcfg.hidden}, {fcfg.update_rule}, "
-        f"step {blob.get('meta', {}).get('step', '?')})")
-    return fitter
+    """The fitter of checkpoint ``path`` (architecture and weights) to fine-tune; a checkpoint
+    from before the carry gate gets the gate at ``carry`` instead of its load-time 1.0."""
+    fitter = load_fitter(path, body)
+    if "carry_logit" not in read_checkpoint(path)["weights"]:
+        fitter.cfg = replace(fitter.cfg, carry=carry)
+        with torch.no_grad():
+            fitter.carry_logit.fill_(carry_logit(carry))
+    log(f"initialised from {path} ({fitter.cfg.layers}x{fitter.cfg.hidden}, "
+        f"{fitter.cfg.update_rule})")
+    return fitter.train()
 
 
 def _lr_lambda(cfg: TrainConfig, total_steps: int):

@@ -104,6 +104,12 @@ class FitOutput:
     iterates: Tensor | None = None
 
 
+def carry_logit(a: float) -> float:
+    """The logit of a carry gate value ``a``, clamped to ``[1e-4, 1 - 1e-6]``."""
+    a = min(max(a, 1e-4), 1.0 - 1e-6)
+    return math.log(a / (1.0 - a))
+
+
 def encode_observations(sig: HeadsetSignals, betas: Tensor, num_betas: int) -> Tensor:
     """Network input D ``(B, 61 + num_betas)`` from canonical-frame signals and betas ``(B, K)``.
 
@@ -140,8 +146,7 @@ class NeuralFitter(nn.Module):
         self.lam_head = small_init_(nn.Linear(cfg.lg_hidden, THETA_DIM))
         self.gam_head = small_init_(nn.Linear(cfg.lg_hidden, THETA_DIM))
         self.gamma_bias = -3.0  # softplus(-3) ≈ 0.05: a small gradient step at init
-        a = min(max(cfg.carry, 1e-4), 1.0 - 1e-6)
-        self.carry_logit = nn.Parameter(torch.full((THETA_DIM,), math.log(a / (1.0 - a))))
+        self.carry_logit = nn.Parameter(torch.full((THETA_DIM,), carry_logit(cfg.carry)))
         # Φ predicts an offset from the rest pose (identity rotations, zero translation).
         rest = matrix_to_rotation_6d(torch.eye(3).expand(52, 3, 3)).reshape(-1)
         self.register_buffer("theta_rest", torch.cat([rest, torch.zeros(3)]))

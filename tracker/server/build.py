@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -27,17 +26,10 @@ def set_threads(n: int | None) -> int:
     return n
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def build_engine(checkpoint=None, body_model=None, engine: str = "auto"):
     """``(engine, model_info)``; errors become :class:`tracker.cli.UserError`."""
     from engines.base import EngineError, make_engine
+    from engines.cache import sha256_file
     from tracker.body import BodyModelError, load_body_model
     from tracker.cli import UserError
     from tracker.fitter.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_fitter
@@ -54,7 +46,7 @@ def build_engine(checkpoint=None, body_model=None, engine: str = "auto"):
     path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     info = {
         "checkpoint": "untrained (no bundled checkpoint)" if untrained else str(path),
-        "checkpoint_sha256": "" if untrained else _digest(path),
+        "checkpoint_sha256": "" if untrained else sha256_file(path)[:16],
         "body": body.data.name, "body_fingerprint": body.fingerprint,
         "hidden": fitter.cfg.hidden, "layers": fitter.cfg.layers,
         "iterations": fitter.cfg.iterations,

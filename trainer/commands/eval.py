@@ -143,7 +143,8 @@ def run(args) -> int:
 
     from tracker.cli import UserError
     from trainer.baselines.lbfgs import LBFGSConfig
-    from trainer.eval import EvalConfig, evaluate, load_motions, seconds_per_1000_frames
+    from trainer.commands import read_clips
+    from trainer.eval import EvalConfig, evaluate, seconds_per_1000_frames
 
     _check_paths(args.data, "--data")
     if args.threads:
@@ -158,15 +159,7 @@ def run(args) -> int:
     methods = list(dict.fromkeys(args.methods))
     fitter, lgd = _load_fitters(args, methods)
     prior = _load_prior(args, methods)
-    try:
-        clips, problems = load_motions(args.data, args.fps, args.split_file, args.datasets,
-                                        progress=True)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    for msg in problems:
-        print(f"skipped: {msg}")
-    if not clips:
-        raise UserError(f"no usable motion clips in {' '.join(args.data)}")
+    clips = read_clips(args.data, args.fps, args.split_file, args.datasets, progress=True)
 
     lb = LBFGSConfig(iterations=args.lbfgs_iterations)
     if args.lbfgs_prior_weight is not None:

@@ -22,21 +22,14 @@ def run(args) -> int:
 
     from tracker.cli import UserError
     from trainer.baselines.gmm import fit_gmm, pose_samples
-    from trainer.eval import load_motions
+    from trainer.commands import read_clips
 
     missing = [p for p in args.data if not Path(p).expanduser().exists()]
     if missing:
         raise UserError(f"--data: not found: {', '.join(missing)}")
     if args.components < 1:
         raise UserError("--components must be >= 1")
-    try:
-        clips, problems = load_motions(args.data, args.fps, args.split_file)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    for msg in problems:
-        print(f"skipped: {msg}")
-    if not clips:
-        raise UserError(f"no usable motion clips in {' '.join(args.data)}")
+    clips = read_clips(args.data, args.fps, args.split_file)
     x = pose_samples([c.poses for c in clips], args.max_samples, args.seed)
     try:
         gmm = fit_gmm(x, args.components, seed=args.seed)
