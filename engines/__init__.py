@@ -6,6 +6,7 @@ from engines.base import (
     EngineError,
     FitBatch,
     FitResult,
+    FitState,
     available_engines,
     make_engine,
     resolve_engine_name,
@@ -14,4 +15,5 @@ from engines.buckets import BUCKETS, bucket_for
 from engines.cache import EngineCache
 
 __all__ = ["BUCKETS", "EagerEngine", "Engine", "EngineCache", "EngineError", "FitBatch",
-           "FitResult", "available_engines", "bucket_for", "make_engine", "resolve_engine_name"]
+           "FitResult", "FitState", "available_engines", "bucket_for", "make_engine",
+           "resolve_engine_name"]

@@ -25,7 +25,7 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,28 +44,61 @@ class EngineError(RuntimeError):
 
 
 @dataclass
+class FitState:
+    """What a session carries from one frame to the next, batch ``B``, stage frame.
+
+    Attributes:
+        theta: ``(B, 315)`` last Θ. hidden: ``(B, L, H)`` GRU state.
+        motion: ``(B, S)`` motion state (``tracker.fitter.motion``).
+    """
+
+    theta: Tensor
+    hidden: Tensor
+    motion: Tensor
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> FitState:
+        """``fn`` applied to every tensor (slicing rows, moving devices, cloning)."""
+        return FitState(fn(self.theta), fn(self.hidden), fn(self.motion))
+
+    def set_rows(self, rows, other: FitState) -> None:
+        """Write ``other`` into rows ``rows`` (in place)."""
+        self.theta[rows], self.hidden[rows], self.motion[rows] = (other.theta, other.hidden,
+                                                                  other.motion)
+
+    def row(self, i: int) -> FitState:
+        """Session ``i`` as its own batch of one (copied, so the batch can be freed)."""
+        return self.map(lambda t: t[i:i + 1].clone())
+
+    @staticmethod
+    def cat(states: Sequence[FitState]) -> FitState:
+        """One batch from several (e.g. single-session rows)."""
+        return FitState(*(torch.cat([getattr(s, k) for s in states])
+                          for k in ("theta", "hidden", "motion")))
+
+
+@dataclass
 class FitBatch:
     """Inputs of one tick, batch ``B``, stage frame, float32 unless noted.
 
     Attributes:
         signals: observations with batch ``(B,)``.
         betas: ``(B, K)`` shapes. T_hmd: ``(B, 4, 4)`` headset in the head-joint frame.
-        theta_prev: ``(B, 315)`` last Θ per session. hidden_prev: ``(B, L, H)``.
+        state: what each session carried out of its previous frame (:class:`FitState`).
         reset: ``(B,)`` bool, start the session afresh (first frame, gap, divergence).
+        dt: ``(B,)`` seconds since the session's previous frame (ignored where ``reset``).
     """
 
     signals: HeadsetSignals
     betas: Tensor
     T_hmd: Tensor
-    theta_prev: Tensor
-    hidden_prev: Tensor
+    state: FitState
     reset: Tensor
+    dt: Tensor
 
     def to(self, device) -> FitBatch:
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        moved = {k: (v.map(lambda t: t.to(device)) if isinstance(v, HeadsetSignals)
-                     else v.to(device)) for k, v in moved.items()}
-        return FitBatch(**moved)
+        return FitBatch(self.signals.map(lambda t: t.to(device)), self.betas.to(device),
+                        self.T_hmd.to(device), self.state.map(lambda t: t.to(device)),
+                        self.reset.to(device), self.dt.to(device))
 
     @property
     def batch_size(self) -> int:
@@ -74,12 +107,20 @@ class FitBatch:
 
 @dataclass
 class FitResult:
-    """``theta (B, 315)``, ``hidden (B, L, H)``, ``residual (B,)`` metres, ``ok (B,)`` bool."""
+    """``state`` (:class:`FitState`, to carry), ``residual (B,)`` metres, ``ok (B,)`` bool."""
 
-    theta: Tensor
-    hidden: Tensor
+    state: FitState
     residual: Tensor
     ok: Tensor
+
+    @property
+    def theta(self) -> Tensor:
+        """``(B, 315)`` the fitted Θ, stage frame."""
+        return self.state.theta
+
+    @property
+    def hidden(self) -> Tensor:
+        return self.state.hidden
 
 
 class Engine(ABC):
@@ -99,10 +140,11 @@ class Engine(ABC):
     def state_shape(self) -> tuple[int, int]:
         return self.fitter.state_shape
 
-    def initial_state(self, B: int) -> tuple[Tensor, Tensor]:
-        """Zero Θ ``(B, 315)`` and hidden ``(B, L, H)`` for new sessions (reset them)."""
-        return (torch.zeros(B, 315, device=self.device),
-                torch.zeros(B, *self.state_shape, device=self.device))
+    def initial_state(self, B: int) -> FitState:
+        """Zero state for ``B`` new sessions (fit their first frame with ``reset``)."""
+        return FitState(torch.zeros(B, 315, device=self.device),
+                        torch.zeros(B, *self.state_shape, device=self.device),
+                        torch.zeros(B, self.fitter.motion_dim, device=self.device))
 
     def warmup(self, buckets: Sequence[int] = BUCKETS) -> None:  # noqa: B027 (optional hook)
         """Build (or load) what the given batch buckets need, so no tick waits for a build."""
@@ -123,9 +165,10 @@ class EagerEngine(Engine):
 
     @torch.inference_mode()
     def fit(self, batch: FitBatch) -> FitResult:
-        out = self.fitter(batch.signals, batch.betas, batch.T_hmd, batch.theta_prev,
-                          batch.hidden_prev, batch.reset)
-        return FitResult(out.theta, out.hidden, out.residual, out.ok)
+        st = batch.state
+        out = self.fitter(batch.signals, batch.betas, batch.T_hmd, st.theta, st.hidden,
+                          batch.reset, motion_prev=st.motion, dt=batch.dt)
+        return FitResult(FitState(out.theta, out.hidden, out.motion), out.residual, out.ok)
 
 
 Runner = Callable[..., Sequence[Tensor]]
@@ -135,7 +178,7 @@ class CompiledEngine(Engine):
     """A backend that runs a compiled artifact on the flat tensors of ``engines.flat``.
 
     Subclasses say how to build an artifact for a batch bucket into a file and how to load
-    it into a callable ``runner(*inputs) -> (theta, hidden, residual, ok)``. Artifacts are
+    it into a callable ``runner(*inputs) -> (theta, hidden, motion, residual, ok)``. Artifacts are
     cached (:class:`~engines.cache.EngineCache`) under :meth:`cache_key`. A *dynamic* engine
     (``dynamic_batch = True``) has one artifact for every batch size and runs unpadded; a
     static one has one artifact per bucket and pads the batch up to it.
@@ -232,10 +275,11 @@ class CompiledEngine(Engine):
             out = self.runner(slot)(*xs)
             parts.append([t[:n] for t in out])
         if len(parts) == 1:
-            theta, hidden, residual, ok = parts[0]
+            theta, hidden, motion, residual, ok = parts[0]
         else:
-            theta, hidden, residual, ok = (torch.cat(ts, 0) for ts in zip(*parts, strict=True))
-        return FitResult(theta, hidden, residual, ok.bool())
+            theta, hidden, motion, residual, ok = (torch.cat(ts, 0)
+                                                   for ts in zip(*parts, strict=True))
+        return FitResult(FitState(theta, hidden, motion), residual, ok.bool())
 
 
 # ---------------------------------------------------------------------- registry

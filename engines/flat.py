@@ -16,10 +16,13 @@ betas      (B, K) f32            shapes, ``K = body.num_betas`` (padded / cut he
 T_hmd      (B, 4, 4) f32         headset in the head-joint frame
 theta_prev (B, 315) f32          previous Θ
 hidden     (B, L, H) f32         previous GRU state
+motion     (B, S) f32            previous motion state (``tracker.fitter.motion``)
 reset      (B,) bool             start afresh
+dt         (B,) f32              seconds since the previous frame
 ========== ===================== =====================================================
 
-Outputs: ``theta (B, 315)``, ``hidden (B, L, H)``, ``residual (B,)``, ``ok (B,)`` bool.
+Outputs: ``theta (B, 315)``, ``hidden (B, L, H)``, ``motion (B, S)``, ``residual (B,)``,
+``ok (B,)`` bool: the state to carry, then the fit's quality.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from tracker.fitter.fitter import NeuralFitter
 from tracker.signals.headset import HeadsetSignals
 
 INPUT_NAMES = ("head", "wrists", "tips", "tracked", "tips_valid", "visible", "betas", "T_hmd",
-               "theta_prev", "hidden_prev", "reset")
-OUTPUT_NAMES = ("theta", "hidden", "residual", "ok")
+               "theta_prev", "hidden_prev", "motion_prev", "reset", "dt")
+OUTPUT_NAMES = ("theta", "hidden", "motion", "residual", "ok")
 
 
 class FlatFit(nn.Module):
@@ -44,11 +47,12 @@ class FlatFit(nn.Module):
 
     def forward(self, head: Tensor, wrists: Tensor, tips: Tensor, tracked: Tensor,
                 tips_valid: Tensor, visible: Tensor, betas: Tensor, T_hmd: Tensor,
-                theta_prev: Tensor, hidden_prev: Tensor, reset: Tensor
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                theta_prev: Tensor, hidden_prev: Tensor, motion_prev: Tensor, reset: Tensor,
+                dt: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         sig = HeadsetSignals(head, wrists, tips, tracked, tips_valid, visible)
-        out = self.fitter(sig, betas, T_hmd, theta_prev, hidden_prev, reset)
-        return out.theta, out.hidden, out.residual, out.ok
+        out = self.fitter(sig, betas, T_hmd, theta_prev, hidden_prev, reset,
+                          motion_prev=motion_prev, dt=dt)
+        return out.theta, out.hidden, out.motion, out.residual, out.ok
 
 
 def flat_inputs(batch, num_betas: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, ...]:
@@ -67,9 +71,11 @@ def flat_inputs(batch, num_betas: int, dtype: torch.dtype = torch.float32) -> tu
         betas = betas[:, :num_betas]
     T_hmd = batch.T_hmd.to(dtype)
     T_hmd = T_hmd.expand(B, 4, 4) if T_hmd.dim() == 2 or T_hmd.shape[0] != B else T_hmd
+    st = batch.state
     vals = (s.head.to(dtype), s.wrists.to(dtype), s.tips.to(dtype), s.tracked.bool(),
-            s.tips_valid.bool(), s.visible.bool(), betas, T_hmd, batch.theta_prev.to(dtype),
-            batch.hidden_prev.to(dtype), batch.reset.bool().reshape(B))
+            s.tips_valid.bool(), s.visible.bool(), betas, T_hmd, st.theta.to(dtype),
+            st.hidden.to(dtype), st.motion.to(dtype), batch.reset.bool().reshape(B),
+            batch.dt.to(dtype).reshape(B))
     return tuple(v.contiguous() for v in vals)
 
 
@@ -94,5 +100,6 @@ def example_inputs(fitter: NeuralFitter, B: int, seed: int = 0,
     L, H = fitter.state_shape
     vals = (sig.head, sig.wrists, sig.tips, sig.tracked, sig.tips_valid, sig.visible, betas,
             head_to_hmd(dtype=dt).expand(B, 4, 4), torch.zeros(B, 315, dtype=dt),
-            torch.zeros(B, L, H, dtype=dt), torch.ones(B, dtype=torch.bool))
+            torch.zeros(B, L, H, dtype=dt), torch.zeros(B, fitter.motion_dim, dtype=dt),
+            torch.ones(B, dtype=torch.bool), torch.full((B,), 1.0 / 90.0, dtype=dt))
     return tuple(v.to(device).contiguous() for v in vals)

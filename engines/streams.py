@@ -12,18 +12,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from engines.base import FitBatch
+from engines.base import FitBatch, FitState
 from tracker.body.kinematics import BodyModel
 from tracker.signals.headset import HeadsetSignals, head_to_hmd
 
 
 @dataclass
 class Streams:
-    """``signals`` with batch ``(S, T)``, ``betas (S, K)``, ``T_hmd (4, 4)``."""
+    """``signals`` with batch ``(S, T)``, ``betas (S, K)``, ``T_hmd (4, 4)``, frame ``rate``."""
 
     signals: HeadsetSignals
     betas: Tensor
     T_hmd: Tensor
+    rate: float = 90.0
 
     @property
     def sessions(self) -> int:
@@ -33,7 +34,7 @@ class Streams:
     def frames(self) -> int:
         return int(self.signals.head.shape[1])
 
-    def batch(self, t: int, theta: Tensor, hidden: Tensor, reset: Tensor | None = None,
+    def batch(self, t: int, state: FitState, reset: Tensor | None = None,
               rows: slice | None = None) -> FitBatch:
         """The :class:`FitBatch` of frame ``t`` (sessions ``rows``), with the carried state."""
         rows = rows if rows is not None else slice(None)
@@ -41,7 +42,8 @@ class Streams:
         B = sig.head.shape[0]
         if reset is None:
             reset = torch.full((B,), t == 0, dtype=torch.bool)
-        return FitBatch(sig, self.betas[rows], self.T_hmd.expand(B, 4, 4), theta, hidden, reset)
+        return FitBatch(sig, self.betas[rows], self.T_hmd.expand(B, 4, 4), state, reset,
+                        torch.full((B,), 1.0 / self.rate))
 
 
 def make_streams(body: BodyModel, sessions: int, frames: int, seed: int = 0,
@@ -71,7 +73,7 @@ def make_streams(body: BodyModel, sessions: int, frames: int, seed: int = 0,
                                for f in ("head", "wrists", "tips", "tracked", "tips_valid",
                                          "visible")))
     B = torch.stack([betas[s % motions] for s in range(sessions)])
-    return Streams(signals, B, head_to_hmd())
+    return Streams(signals, B, head_to_hmd(), rate)
 
 
 def run_stream(engine, streams: Streams, frames: int | None = None,
@@ -80,11 +82,11 @@ def run_stream(engine, streams: Streams, frames: int | None = None,
     residual (T, S))`` on the CPU."""
     frames = frames or streams.frames
     S = streams.betas[rows if rows is not None else slice(None)].shape[0]
-    theta, hidden = engine.initial_state(S)
+    state = engine.initial_state(S)
     thetas, residuals = [], []
     for t in range(frames):
-        res = engine.fit(streams.batch(t, theta, hidden, rows=rows))
-        theta, hidden = res.theta, res.hidden
-        thetas.append(theta.cpu())
+        res = engine.fit(streams.batch(t, state, rows=rows))
+        state = res.state
+        thetas.append(res.theta.cpu())
         residuals.append(res.residual.cpu())
     return torch.stack(thetas), torch.stack(residuals)

@@ -42,7 +42,7 @@ def test_items_shapes_dtypes_and_collation(body, clips):
     item = ds[0]
     want = {"poses": (8, 156), "trans": (8, 3), "betas": (16,), "head": (8, 4, 4),
             "wrists": (8, 2, 4, 4), "tips": (8, 2, 5, 3), "tracked": (8, 2),
-            "tips_valid": (8, 2), "visible": (8, 2), "mode": ()}
+            "tips_valid": (8, 2), "visible": (8, 2), "mode": (), "fps": ()}
     assert {k: tuple(v.shape) for k, v in item.items()} == want
     for k in ("tracked", "tips_valid", "visible"):
         assert item[k].dtype == torch.bool

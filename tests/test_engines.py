@@ -72,7 +72,7 @@ def run(engine, streams, frames=None, reset_at=(8, 1), teacher=None):
     Each engine carries its own state, or, with ``teacher`` (an engine), every frame starts
     from the teacher's previous state. Returns ``(theta (T, S, 315), residual, ok)``."""
     S = streams.sessions
-    theta, hidden = engine.initial_state(S)
+    state = engine.initial_state(S)
     t_state = teacher.initial_state(S) if teacher is not None else None
     thetas, residuals, oks = [], [], []
     for t in range(frames or streams.frames):
@@ -80,14 +80,13 @@ def run(engine, streams, frames=None, reset_at=(8, 1), teacher=None):
         if t == reset_at[0]:
             reset[reset_at[1]] = True
         if teacher is not None:
-            theta, hidden = t_state
-        res = engine.fit(streams.batch(t, theta.to(engine.device), hidden.to(engine.device),
-                                       reset))
+            state = t_state
+        res = engine.fit(streams.batch(t, state.map(lambda x: x.to(engine.device)), reset))
         if teacher is not None:
-            ref = teacher.fit(streams.batch(t, *t_state, reset))
-            t_state = (ref.theta, ref.hidden)
-        theta, hidden = res.theta, res.hidden
-        thetas.append(theta.float().cpu())
+            ref = teacher.fit(streams.batch(t, t_state, reset))
+            t_state = ref.state
+        state = res.state
+        thetas.append(res.theta.float().cpu())
         residuals.append(res.residual.float().cpu())
         oks.append(res.ok.cpu())
     return torch.stack(thetas), torch.stack(residuals), torch.stack(oks)
@@ -126,14 +125,15 @@ def test_buckets():
 
 # ---------------------------------------------------------------------- flat module
 def test_flat_module_is_the_fitter(fitter, streams):
-    theta, hidden = EagerEngine(fitter).initial_state(3)
-    batch = streams.batch(0, theta, hidden)
+    state = EagerEngine(fitter).initial_state(3)
+    batch = streams.batch(0, state)
     from engines.flat import flat_inputs
 
     with torch.no_grad():
-        a = fitter(batch.signals, batch.betas, batch.T_hmd, theta, hidden, batch.reset)
+        a = fitter(batch.signals, batch.betas, batch.T_hmd, state.theta, state.hidden,
+                   batch.reset, motion_prev=state.motion, dt=batch.dt)
         b = FlatFit(fitter)(*flat_inputs(batch, fitter.body.num_betas))
-    for x, y in zip((a.theta, a.hidden, a.residual, a.ok), b, strict=True):
+    for x, y in zip((a.theta, a.hidden, a.motion, a.residual, a.ok), b, strict=True):
         assert torch.equal(x, y)
 
 
@@ -152,13 +152,14 @@ def test_compiled_formulation_matches_eager(fitter):
 
 
 def test_betas_are_padded_without_changing_the_fit(fitter, streams):
-    theta, hidden = EagerEngine(fitter).initial_state(3)
-    batch = streams.batch(0, theta, hidden)
+    state = EagerEngine(fitter).initial_state(3)
+    batch = streams.batch(0, state)
     batch.betas = batch.betas[:, :10].clone()
     from engines.flat import flat_inputs
 
     with torch.no_grad():
-        a = fitter(batch.signals, batch.betas, batch.T_hmd, theta, hidden, batch.reset)
+        a = fitter(batch.signals, batch.betas, batch.T_hmd, state.theta, state.hidden,
+                   batch.reset, motion_prev=state.motion, dt=batch.dt)
         b = FlatFit(fitter)(*flat_inputs(batch, fitter.body.num_betas))
     assert torch.allclose(a.theta, b[0], atol=1e-6)
 
@@ -404,10 +405,9 @@ def test_tensorrt_cache_and_cuda_graph_outputs(gpu_fitter, streams, cache_dir):
     engine = make_engine("tensorrt", gpu_fitter, cache=cache_dir)
     engine.warmup([4])
     assert [e["built"] for e in engine.build_log] == [False, False]  # both from the cache
-    theta, hidden = engine.initial_state(3)
-    first = engine.fit(streams.batch(0, theta, hidden))
+    first = engine.fit(streams.batch(0, engine.initial_state(3)))
     kept = first.theta.clone()
-    engine.fit(streams.batch(1, first.theta, first.hidden))
+    engine.fit(streams.batch(1, first.state))
     assert torch.equal(first.theta, kept)  # graph replays do not overwrite earlier results
 
 

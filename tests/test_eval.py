@@ -8,11 +8,12 @@ import pytest
 import torch
 from synthetic_models import write_open_style_npz
 
-from engines.base import FitBatch, make_engine
+from engines.base import make_engine
 from tracker.body import load_body_model
 from tracker.fitter.checkpoint import save_checkpoint
 from tracker.fitter.data_term import data_term
 from tracker.fitter.fitter import FitterConfig, NeuralFitter
+from tracker.fitter.motion import motion_states
 from tracker.motion.procedural import generate_motion, write_amass_npz
 from tracker.signals.headset import head_to_hmd
 from trainer.baselines.gmm import MaxMixturePrior, fit_gmm
@@ -121,21 +122,24 @@ def test_streaming_carries_state_and_per_frame_is_the_engine_with_reset(setup, b
     assert [o.shape[0] for o in out] == [s.frames for s in seqs] == [9, 6]
     # the second sequence alone, frame by frame with carried state, gives the same fit
     s = seqs[1]
-    theta = hidden = None
+    theta = hidden = motion = None
+    dt = torch.tensor([1.0 / s.fps])
     with torch.no_grad():
         for t in range(s.frames):
             o = fitter(s.signals["full"].map(lambda x, t=t: x[t : t + 1]), s.betas[None], T_hmd,
-                       theta, hidden, torch.tensor([t == 0]))
-            theta, hidden = o.theta, o.hidden
-            assert torch.allclose(o.theta[0], out[1][t], atol=1e-4)
-    # per-frame fits == the engine's fit with every session reset
-    theta_pf, its = per_frame(fitter, s.signals["full"], s.betas, T_hmd, chunk=4, iterates=True)
-    eng = make_engine("eager", fitter)
+                       theta, hidden, torch.tensor([t == 0]), motion_prev=motion, dt=dt)
+            theta, hidden, motion = o.theta, o.hidden, o.motion
+            assert torch.allclose(o.theta[0], out[1][t], atol=1e-3)  # velocities amplify f32
+    # per-frame fits: every frame from Φ, Φh, with the motion history the stream has
+    theta_pf, its = per_frame(fitter, s.signals["full"], s.betas, T_hmd, chunk=4, iterates=True,
+                              fps=s.fps)
     n = s.frames
-    th0, h0 = eng.initial_state(n)
-    res = eng.fit(FitBatch(s.signals["full"], s.betas.expand(n, -1), T_hmd.expand(n, 4, 4), th0,
-                           h0, torch.ones(n, dtype=torch.bool)))
-    assert torch.allclose(res.theta, theta_pf, atol=1e-4)
+    assert torch.allclose(theta_pf[0], out[1][0], atol=1e-4)  # a stream's first frame is reset
+    states, _ = motion_states(s.signals["full"], 1.0 / s.fps)
+    with torch.no_grad():
+        o = fitter(s.signals["full"].map(lambda x: x[3:4]), s.betas[None], T_hmd,
+                   reset=torch.tensor([False]), motion_prev=states[3:4], dt=dt)
+    assert torch.allclose(o.theta[0], theta_pf[3], atol=1e-4)
     assert its.shape == (SMALL["iterations"] + 1, n, 315)
 
 

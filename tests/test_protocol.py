@@ -210,17 +210,20 @@ class _EchoEngine:
         self.fitter = type("F", (), {"body": body})()
 
     def initial_state(self, B):
-        return torch.zeros(B, 315), torch.zeros(B, 1, 4)
+        from engines.base import FitState
+
+        return FitState(torch.zeros(B, 315), torch.zeros(B, 1, 4), torch.zeros(B, 2))
 
     def fit(self, batch):
-        from engines.base import FitResult
+        from engines.base import FitResult, FitState
         from tracker.geometry.rotations import matrix_to_rotation_6d
 
         B = batch.betas.shape[0]
         self.seen_head = batch.signals.head.clone()
         d6 = matrix_to_rotation_6d(torch.eye(3).expand(B, 52, 3, 3)).reshape(B, 312)
         theta = torch.cat([d6, batch.signals.head[:, :3, 3]], 1)
-        return FitResult(theta, batch.hidden_prev, torch.zeros(B), torch.ones(B, dtype=bool))
+        st = FitState(theta, batch.state.hidden, batch.state.motion)
+        return FitResult(st, torch.zeros(B), torch.ones(B, dtype=bool))
 
 
 def test_floor_offset_is_added_before_the_fit_and_removed_after():
@@ -253,7 +256,7 @@ def test_divergence_publishes_reset_and_resets_the_next_frame():
         def fit(self, batch):
             self.resets = batch.reset.tolist()
             r = super().fit(batch)
-            return FitResult(r.theta, r.hidden, r.residual, torch.tensor([self.calls_ok.pop(0)]))
+            return FitResult(r.state, r.residual, torch.tensor([self.calls_ok.pop(0)]))
 
     eng = Diverging(load_body_model())
     eng.calls_ok = [True, True, False, True]

@@ -44,6 +44,47 @@ def test_two_step_smoke_run_then_resume(motions, tmp_path):
     assert (run / "tb").is_dir()
 
 
+def test_help_shows_every_config_field_with_its_default(capsys):
+    import dataclasses
+
+    from tracker.fitter.data_term import DataTermConfig
+    from tracker.fitter.fitter import FitterConfig
+    from trainer.train import TrainConfig
+
+    with pytest.raises(SystemExit):
+        trainer_main(["fit-amass", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("data", "fitter")]
+    names += [f.name for f in dataclasses.fields(FitterConfig) if f.name != "data_term"]
+    names += ["data_term_" + f.name for f in dataclasses.fields(DataTermConfig)]
+    for n in names:
+        assert f"--{n.replace('_', '-')} " in text, n
+    assert "--amass-root" in text and "(default: 0.9)" in text and "(default: 256)" in text
+
+
+def test_regressor_stage_with_augmentation_then_full_stage_from_an_old_checkpoint(
+        motions, tmp_path):
+    """Stage 1 trains Φ alone on augmented clips; a checkpoint from before the motion
+    features fine-tunes with them added (zero-initialised input columns)."""
+    old = tmp_path / "old"
+    assert trainer_main(["fit-amass", "--amass-root", str(motions), "--out", str(old),
+                         "--max-steps", "1", "--no-motion", "--augment", *TINY]) == 0
+    assert not load_fitter(old / "final.pt").cfg.motion
+    phi = tmp_path / "phi"
+    assert trainer_main(["fit-amass", "--amass-root", str(motions), "--out", str(phi),
+                         "--max-steps", "2", "--stage", "regressor", "--init",
+                         str(old / "final.pt"), "--variants", "1", *TINY]) == 0
+    a, b = load_fitter(old / "final.pt"), load_fitter(phi / "final.pt")
+    assert b.cfg.motion
+    assert not torch.equal(a.phi[0].weight, b.phi[0].weight[:, : a.phi[0].weight.shape[1]])
+    assert torch.equal(a.gru.cells[0].W.weight, b.gru.cells[0].W.weight[:, :a.gru.cells[0]
+                                                                        .W.weight.shape[1]])
+    full = tmp_path / "full"
+    assert trainer_main(["fit-amass", "--amass-root", str(motions), "--out", str(full),
+                         "--max-steps", "1", "--init", str(phi / "final.pt"), "--burn-in", "2",
+                         "--augment", *TINY]) == 0
+
+
 def test_fine_tune_with_burn_in_and_velocity_loss(motions, tmp_path):
     """--init starts from a checkpoint's weights; burn-in frames stream without gradient."""
     base = tmp_path / "base"

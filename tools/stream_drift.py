@@ -63,8 +63,8 @@ def main() -> None:
           f"frames since the stream started; jitter km/s³")
     for vis in cfg.visibility:
         runs = {
-            "per-frame": [per_frame(fitter, s.signals[vis], s.betas[None], T_hmd, 256)[0]
-                          for s in seqs],
+            "per-frame": [per_frame(fitter, s.signals[vis], s.betas[None], T_hmd, 256,
+                                    fps=s.fps)[0] for s in seqs],
             "stream": stream(make_engine("eager", fitter), seqs, vis, T_hmd),
             "stream, a = 1": stream(make_engine("eager", opened), seqs, vis, T_hmd),
         }

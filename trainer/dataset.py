@@ -91,17 +91,20 @@ class WindowDataset(Dataset):
         device_model: noise/dropout model applied per window; ``None``: clean signals.
         seed: base seed. cache_dir: per-clip cache of stage parameters and clean signals.
         hands: synthesize finger motion for clips without any (``tracker.motion.hands``).
+        augment: kinds of clip augmentation (``trainer.augment``: mirror, speed, shape);
+            each clip adds ``variants`` augmented copies of itself.
 
     Items are dicts of tensors, float32 unless noted, stage frame: ``poses (K, 156)``
     axis-angle, ``trans (K, 3)``, ``betas (16,)``, ``head (K, 4, 4)``, ``wrists (K, 2, 4, 4)``
     (OpenXR wrist convention), ``tips (K, 2, 5, 3)``, ``tracked``/``tips_valid``/``visible``
-    ``(K, 2)`` bool, ``mode`` int64 scalar (index into ``modes``).
+    ``(K, 2)`` bool, ``mode`` int64 scalar (index into ``modes``), ``fps`` scalar.
     """
 
     def __init__(self, clips: Sequence[MotionClip], body, window: int = 16,
                  stride: int | None = None, modes: Sequence[str] = ("device", "half-space"),
                  device_model: DeviceModel | None = DeviceModel(), seed: int = 0,  # noqa: B008
-                 cache_dir: Path | None = None, hands: bool = True):
+                 cache_dir: Path | None = None, hands: bool = True,
+                 augment: Sequence[str] = (), variants: int = 0):
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if body.j_template.device.type != "cpu":  # data is made on the CPU (and in workers)
@@ -111,7 +114,10 @@ class WindowDataset(Dataset):
         self.seed, self.hands = seed, hands
         self.epoch = 0
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        from trainer.augment import clip_variants
+
         self.clips = list(clips)
+        self.clips += [v for c in clips for v in clip_variants(c, body, augment, variants, seed)]
         self.data = [self._prepare(c) for c in self.clips]
         self.index = [(ci, s) for ci, d in enumerate(self.data)
                       for s in range(0, d["poses"].shape[0] - window + 1, self.stride)]
@@ -195,7 +201,8 @@ class WindowDataset(Dataset):
         return dict(poses=poses, trans=trans, betas=betas, head=sig.head.float(),
                     wrists=sig.wrists.float(), tips=sig.tips.float(), tracked=sig.tracked,
                     tips_valid=sig.tips_valid, visible=sig.visible,
-                    mode=torch.tensor(mode, dtype=torch.int64))
+                    mode=torch.tensor(mode, dtype=torch.int64),
+                    fps=torch.tensor(float(d["fps"])))
 
     def clip_of(self, i: int) -> MotionClip:
         """The clip window ``i`` comes from."""

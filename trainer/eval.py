@@ -34,14 +34,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engines.base import Engine, FitBatch, make_engine
+from engines.base import Engine, make_engine
 from tracker.body.skinning import MeshPoser
 from tracker.fitter.fitter import NeuralFitter
+from tracker.fitter.motion import motion_states
 from tracker.fitter.theta import split_theta
 from tracker.geometry.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
 from tracker.signals.device import DeviceModel
 from tracker.signals.headset import HeadsetSignals, head_to_hmd
 from tracker.signals.motion import motion_signals, stage_params
+from tracker.stream import NS_PER_S, StreamState, fit_tick
 from trainer.baselines.gmm import MaxMixturePrior
 from trainer.baselines.lbfgs import LBFGSConfig, fit_lbfgs
 from trainer.metrics import (
@@ -164,29 +166,34 @@ def stream(engine: Engine, seqs: list[_Sequence], vis: str, T_hmd: Tensor) -> li
                                       "visible")})
     betas = torch.stack([s.betas for s in seqs])
     T_b = T_hmd.expand(B, 4, 4)
-    theta, hidden = engine.initial_state(B)
-    reset = torch.ones(B, dtype=torch.bool)
-    out = torch.zeros(B, T, theta.shape[-1])
+    streams = [StreamState() for _ in seqs]
+    out = torch.zeros(B, T, 315)
     for t in range(T):
         n = sum(L > t for L in lengths)
-        res = engine.fit(FitBatch(sig.map(lambda x, n=n, t=t: x[:n, t]), betas[:n], T_b[:n],
-                                  theta[:n], hidden[:n], reset[:n]))
-        theta[:n], hidden[:n], out[:n, t] = res.theta, res.hidden, res.theta
-        reset[:n] = ~res.ok  # start afresh after a divergence, as the live server does
+        t_ns = [round(t * NS_PER_S / s.fps) for s in seqs[:n]]
+        res, _, _ = fit_tick(engine, streams[:n], sig.map(lambda x, n=n, t=t: x[:n, t]),
+                             betas[:n], T_b[:n], t_ns)
+        out[:n, t] = res.theta.cpu()
     return [out[i, :L] for i, L in enumerate(lengths)]
 
 
 @torch.no_grad()
 def per_frame(fitter: NeuralFitter, sig: HeadsetSignals, betas: Tensor, T_hmd: Tensor,
-              chunk: int, iterations: int | None = None, iterates: bool = False):
+              chunk: int, iterations: int | None = None, iterates: bool = False,
+              fps: float = 60.0):
     """Independent per-frame fits of ``sig (T,)``: Θ ``(T, 315)`` and, if asked, the iterates
-    ``(N+1, T, 315)``."""
+    ``(N+1, T, 315)``. Each frame starts from Φ, Φh; the motion state (what a stream knows of
+    its past signals, ``tracker.fitter.motion``) is the one the stream would have."""
     thetas, its = [], []
+    motion, _ = motion_states(sig, 1.0 / fps)
+    first = torch.arange(sig.head.shape[0]) == 0
     for s in range(0, sig.head.shape[0], chunk):
         sg = sig.map(lambda x, s=s: x[s : s + chunk])
         n = sg.head.shape[0]
-        out = fitter(sg, betas.expand(n, -1), T_hmd, iterations=iterations,
-                     return_iterates=iterates)
+        out = fitter(sg, betas.expand(n, -1), T_hmd, reset=first[s:s + chunk],
+                     iterations=iterations, return_iterates=iterates,
+                     motion_prev=motion[s:s + chunk],
+                     dt=torch.full((n,), 1.0 / fps, dtype=sg.head.dtype))
         thetas.append(out.theta)
         if iterates:
             its.append(out.iterates)
@@ -280,7 +287,7 @@ def evaluate(clips, fitter: NeuralFitter, cfg: EvalConfig = EvalConfig(),
                     bar.set_postfix_str(f"{vis} {m}")
                     t0 = time.perf_counter()
                     theta, iterates = per_frame(fitter, sig, seq.betas, T_hmd, cfg.chunk, its,
-                                                want)
+                                                want, seq.fps)
                     if m in methods:
                         seconds[m] += time.perf_counter() - t0
                         fitted[m] += seq.frames

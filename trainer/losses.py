@@ -9,7 +9,10 @@ with λ_M = 1000, λ_E = 1000, λ_T = 100, λ_θ = 1, λ_t = 100 (Sup. Mat. 6.2)
 windows we add a velocity term on the final iterate (not in the paper, whose fits are per
 frame): ``λ_V ||(Ĵ_k - Ĵ_k-1) - (J_k - J_k-1)||_1`` over the joint positions of consecutive
 frames, λ_V = 10,000 (joint displacements per frame are millimetres), against jitter
-(``velocity_loss``). The norms are
+(``velocity_loss``), and foot terms (``foot_losses``): where the ground truth's foot is in
+contact (slow and low), the fitted foot should not slide (skating, λ_S = 10,000 on per-frame
+displacements) and should be at the ground truth's height (floor, λ_F = 1,000), and no joint
+should be below the floor. The norms are
 means over elements here (the paper does not say; means keep the weights meaningful across
 mesh resolutions). The mesh terms run on a fixed random subset of vertices and the mesh
 edges incident to it (``MeshSample``): on a CPU, skinning all 13k vertices of every
@@ -37,6 +40,8 @@ class LossWeights:
     rotations: float = 1.0
     translation: float = 100.0
     velocity: float = 10000.0
+    skating: float = 10000.0
+    floor: float = 1000.0
 
 
 @dataclass
@@ -130,3 +135,41 @@ def velocity_loss(joints: list[tuple[Tensor, Tensor]]) -> Tensor:
     errs = [((p1 - p0) - (g1 - g0)).abs().mean()
             for (p0, g0), (p1, g1) in zip(joints[:-1], joints[1:], strict=True)]
     return torch.stack(errs).mean()
+
+
+FOOT_JOINTS = (7, 8, 10, 11)  # left/right ankle, left/right foot (SMPL+H order)
+CONTACT_SPEED = 0.3  # m/s: a foot joint slower than this ...
+CONTACT_HEIGHT = 0.15  # m: ... and lower than this is in contact
+
+
+def foot_contact(gt: Tensor, fps: Tensor | float) -> Tensor:
+    """Contact labels ``(K-1, B, 4)`` bool from ground-truth joints ``gt (K, B, 52, 3)``
+    (stage frame, Y up): foot joints slower than ``CONTACT_SPEED`` between consecutive frames
+    and below ``CONTACT_HEIGHT`` at the later one. ``fps`` scalar or ``(B,)``."""
+    f = gt[:, :, FOOT_JOINTS]
+    fps = torch.as_tensor(fps, dtype=gt.dtype, device=gt.device).reshape(-1, 1)
+    speed = (f[1:] - f[:-1]).norm(dim=-1) * fps
+    return (speed < CONTACT_SPEED) & (f[1:, ..., 1] < CONTACT_HEIGHT)
+
+
+def foot_losses(joints: list[tuple[Tensor, Tensor]], fps: Tensor | float) -> dict[str, Tensor]:
+    """Foot skating, floor-contact height and floor penetration over a window.
+
+    Args:
+        joints: per frame ``(Ĵ, J)``, each ``(B, 52, 3)`` metres, stage frame (Y up, floor at
+            y = 0), from ``fit_losses``. fps: frame rate, scalar or ``(B,)``.
+
+    Returns:
+        ``{"skating", "floor", "penetration"}``: mean L1 slide per frame (m) and height error
+        (m) of fitted foot joints where the ground truth is in contact, and the mean depth of
+        fitted joints below the floor (m).
+    """
+    pred = torch.stack([p for p, _ in joints])
+    gt = torch.stack([g for _, g in joints])
+    contact = foot_contact(gt, fps).to(pred.dtype)  # (K-1, B, 4)
+    n = contact.sum().clamp_min(1.0)
+    fp = pred[:, :, FOOT_JOINTS]
+    slide = (fp[1:] - fp[:-1]).abs().sum(-1)
+    height = (fp[1:, ..., 1] - gt[1:, :, FOOT_JOINTS, 1]).abs()
+    return {"skating": (slide * contact).sum() / n, "floor": (height * contact).sum() / n,
+            "penetration": torch.relu(-pred[..., 1]).mean()}

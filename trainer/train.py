@@ -20,11 +20,13 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.distributed as dist
 
 from tracker.body.kinematics import load_body_model
+from tracker.fitter.canonical import heading_frame
 from tracker.fitter.checkpoint import (
     CheckpointError,
     load_fitter,
@@ -32,9 +34,13 @@ from tracker.fitter.checkpoint import (
     save_checkpoint,
 )
 from tracker.fitter.fitter import FitterConfig, NeuralFitter, carry_logit
+from tracker.fitter.motion import MOTION_STATE_DIM as MOTION_DIM
+from tracker.fitter.motion import motion_step
 from tracker.fitter.theta import axis_angle_to_theta
 from tracker.signals.headset import HeadsetSignals, head_to_hmd
-from trainer.losses import LossWeights, MeshSample, fit_losses, velocity_loss
+from trainer.losses import LossWeights, MeshSample, fit_losses, foot_losses, velocity_loss
+
+STAGES = ("full", "regressor")
 
 
 class TrainingError(RuntimeError):
@@ -46,32 +52,66 @@ class TrainConfig:
     """Settings of ``trainer fit-amass`` (each field is a command-line option)."""
 
     data: list[str]
+    """AMASS-layout folders or files (real AMASS, trainer import-bvh output)."""
     out: str
+    """Run folder (checkpoints, TensorBoard logs, data cache)."""
     datasets: list[str] | None = None
+    """Only files below folders of these names, e.g. CMU KIT MPI_HDM05 (none: all)."""
     split: str | None = None
+    """A split file listing the clips to use."""
     body_model: str | None = None
+    """SMPL+H model file or folder (none: the bundled open model)."""
     fitter: FitterConfig = field(default_factory=FitterConfig)
+    """Architecture of a new fitter (ignored with --init and --resume)."""
+    stage: Literal["full", "regressor"] = "full"
+    """full: the whole fitter; regressor: Φ alone (N = 0, every frame batched: cheap), the
+    first stage of the bundled recipe."""
+    augment: list[str] = field(default_factory=lambda: ["mirror", "speed", "shape"])
+    """Clip augmentations (trainer.augment): mirror, speed (0.8-1.25x), shape; none: off."""
+    variants: int = 2
+    """Augmented copies of each training clip."""
     window: int = 8
+    """Frames per training sequence that get a loss (truncated BPTT)."""
     burn_in: int = 0
+    """Frames streamed without gradient before each window (the state a live stream has)."""
     batch: int = 32
+    """Sequences per step and process."""
     per_frame_fraction: float = 0.25
+    """Fraction of steps whose frames all start from Φ, Φh (the paper's per-frame mode)."""
     epochs: int = 10
+    """Passes over the windows (unless --max-steps)."""
     max_steps: int | None = None
+    """Stop after this many steps."""
     max_minutes: float | None = None
+    """Stop after this long (a checkpoint is written)."""
     lr: float = 1e-3
+    """Adam learning rate (warm-up, then cosine decay to 5 %)."""
     weight_decay: float = 0.0
+    """Adam weight decay."""
     warmup_steps: int = 200
+    """Steps of linear learning-rate warm-up."""
     grad_clip: float = 1.0
+    """Gradient-norm clip."""
     mesh_vertices: int | None = 1024
+    """Vertices in the mesh losses (0 or none: the whole mesh)."""
     val_fraction: float = 0.1
+    """Clips held out for validation (split by take, stable)."""
     fps: float = 60.0
+    """Frame rate every motion is resampled to."""
     seed: int = 0
+    """Seed of the split, the noise and the augmentations."""
     workers: int = 0
+    """Data-loader processes."""
     amp: bool = True
+    """bfloat16 autocast on CUDA."""
     resume: bool = False
+    """Continue from RUN/last.pt."""
     init: str | None = None
+    """Fine-tune: start from this checkpoint's architecture and weights."""
     checkpoint_every: int = 500
+    """Steps between checkpoints (RUN/last.pt)."""
     device: str | None = None
+    """cpu or cuda (none: cuda when available)."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -111,61 +151,139 @@ def batch_signals(batch: dict, k: int, device) -> HeadsetSignals:
 
 
 class WindowObjective(torch.nn.Module):
-    """Losses averaged over the frames of a window batch: one ``forward`` per step (DDP)."""
+    """Losses averaged over the frames of a window batch: one ``forward`` per step (DDP).
+
+    ``iterations = 0`` trains the regressor Φ alone (every frame from Φ, the motion state
+    carried): the cheap first stage of ``trainer fit-amass --stage regressor``.
+    """
 
     def __init__(self, fitter: NeuralFitter, sample: MeshSample,
-                 weights: LossWeights | None = None, burn_in: int = 0):
+                 weights: LossWeights | None = None, burn_in: int = 0,
+                 iterations: int | None = None):
         super().__init__()
         self.fitter, self.sample, self.weights = fitter, sample, weights or LossWeights()
-        self.burn_in = burn_in
+        self.burn_in, self.iterations = burn_in, iterations
 
     def forward(self, batch: dict, per_frame: bool) -> dict[str, torch.Tensor]:
-        """Mean losses over the last ``K - burn_in`` frames of windows ``(B, K)``."""
+        """Mean losses over the last ``K - burn_in`` frames of windows ``(B, K)``.
+
+        Streaming windows carry Θ, the GRU state and the motion state from frame to frame
+        (through the burn-in frames without gradient); per-frame windows start every frame
+        from Φ, Φh but still carry the motion state (what a stream knows of its past).
+        """
         device = self.fitter.theta_rest.device
         M = self.burn_in
         poses, trans = batch["poses"][:, M:].to(device), batch["trans"][:, M:].to(device)
         betas = batch["betas"].to(device)
+        fps = batch["fps"].to(device).float()
+        dt = 1.0 / fps
         B, K = poses.shape[:2]
         target = axis_angle_to_theta(poses.reshape(B * K, 156), trans.reshape(B * K, 3))
         target = target.reshape(B, K, -1)
         T_hmd = head_to_hmd().to(device)
-        theta = hidden = None
-        if M and not per_frame:
-            with torch.no_grad():
-                for k in range(M):
-                    reset = torch.full((B,), k == 0, dtype=torch.bool, device=device)
-                    out = self.fitter(batch_signals(batch, k, device), betas, T_hmd, theta,
-                                      hidden, reset)
-                    theta, hidden = out.theta, out.hidden
+        stream = not per_frame and self.iterations != 0
+        theta = hidden = motion = None
+
+        def flags(v: bool) -> torch.Tensor:
+            return torch.full((B,), v, dtype=torch.bool, device=device)
+
+        with torch.no_grad():
+            for k in range(M):
+                sig = batch_signals(batch, k, device)
+                if stream:
+                    out = self.fitter(sig, betas, T_hmd, theta, hidden, flags(k == 0),
+                                      motion_prev=motion, dt=dt)
+                    theta, hidden, motion = out.theta, out.hidden, out.motion
+                else:  # only the motion state is carried: no network needed
+                    _, motion = motion_step(sig, motion, dt, flags(k == 0),
+                                            heading_frame(sig.head))
         sums: dict[str, torch.Tensor] = {}
         joints: list = []
+        if self.iterations == 0:  # Φ alone: independent frames, one batched call
+            return self._regressor(batch, motion, betas, T_hmd, target, dt, fps)
         for k in range(K):
-            first = theta is None and k == 0
-            reset = torch.full((B,), per_frame or first, dtype=torch.bool, device=device)
-            out = self.fitter(batch_signals(batch, M + k, device), betas, T_hmd, theta, hidden,
-                              reset, return_iterates=True)
+            sig = batch_signals(batch, M + k, device)
+            first = flags(motion is None)
+            if stream:
+                out = self.fitter(sig, betas, T_hmd, theta, hidden, first | flags(theta is None),
+                                  return_iterates=True, motion_prev=motion, dt=dt)
+            else:
+                out = self.fitter(sig, betas, T_hmd, reset=first, iterations=self.iterations,
+                                  return_iterates=True, motion_prev=motion, dt=dt)
             parts = fit_losses(self.fitter.body, out.iterates.float(), target[:, k], betas,
                                self.sample, self.weights, joints_out=joints)
             for key, v in parts.items():
                 sums[key] = sums.get(key, 0.0) + v / K
-            theta, hidden = out.theta, out.hidden
-        if not per_frame and K > 1 and self.weights.velocity > 0:
-            vel = velocity_loss(joints)
-            sums["velocity"] = vel.detach()
-            sums["total"] = sums["total"] + self.weights.velocity * vel
+            theta, hidden, motion = out.theta, out.hidden, out.motion
+        return self._add_temporal(sums, joints, fps)
+
+    def _add_temporal(self, sums: dict, joints: list, fps: torch.Tensor) -> dict:
+        """Add the velocity and foot losses over the window's final-iterate joints."""
+        w = self.weights
+        if len(joints) > 1:
+            extra = {"velocity": velocity_loss(joints), **foot_losses(joints, fps)}
+            total = sums["total"] + (w.velocity * extra["velocity"] + w.skating * extra["skating"]
+                                     + w.floor * (extra["floor"] + extra["penetration"]))
+            sums.update({k: v.detach() for k, v in extra.items()})
+            sums["total"] = total
         return sums
 
+    def _regressor(self, batch: dict, motion, betas, T_hmd, target, dt, fps) -> dict:
+        """Losses of Φ on every frame of windows ``(B, K)`` after the burn-in, with the motion
+        state of each frame, as one batch of ``B·K`` frames."""
+        device = betas.device
+        M = self.burn_in
+        B, K = target.shape[:2]
+        befores, first = [], []
+        for k in range(K):  # the state each frame starts from (cheap: no network)
+            sig = batch_signals(batch, M + k, device)
+            befores.append(motion if motion is not None else sig.head.new_zeros(B, MOTION_DIM))
+            first.append(torch.full((B,), motion is None, dtype=torch.bool, device=device))
+            _, motion = motion_step(sig, motion, dt, first[-1], heading_frame(sig.head))
+        keys = ("head", "wrists", "tips", "tracked", "tips_valid", "visible")
+        sig = HeadsetSignals(**{k: batch[k][:, M:].transpose(0, 1).reshape(K * B,
+                                                                          *batch[k].shape[2:])
+                                .to(device) for k in keys})
+        out = self.fitter(sig, betas.repeat(K, 1), T_hmd, reset=torch.cat(first), iterations=0,
+                          return_iterates=True, motion_prev=torch.cat(befores),
+                          dt=dt.repeat(K))
+        joints: list = []
+        sums = fit_losses(self.fitter.body, out.iterates.float(),
+                          target.transpose(0, 1).reshape(K * B, -1), betas.repeat(K, 1),
+                          self.sample, self.weights, joints_out=joints)
+        pred, gt = joints[0]
+        per_frame = list(zip(pred.reshape(K, B, 52, 3), gt.reshape(K, B, 52, 3), strict=True))
+        return self._add_temporal(sums, per_frame, fps)
 
-def _init_from(path: str, body, carry: float, log) -> NeuralFitter:
-    """The fitter of checkpoint ``path`` (architecture and weights) to fine-tune; a checkpoint
-    from before the carry gate gets the gate at ``carry`` instead of its load-time 1.0."""
-    fitter = load_fitter(path, body)
-    if "carry_logit" not in read_checkpoint(path)["weights"]:
-        fitter.cfg = replace(fitter.cfg, carry=carry)
+
+def _init_from(path: str, body, cfg: FitterConfig, log) -> NeuralFitter:
+    """The fitter of checkpoint ``path`` (its architecture and weights) to fine-tune.
+
+    A checkpoint from before the carry gate gets the gate at ``cfg.carry`` instead of its
+    load-time 1.0. One from before the motion features gets them when ``cfg.motion``: their
+    input columns of Φ, Φh and the GRU start at zero, so the fine-tune starts from exactly
+    the checkpoint's fits and learns to use the motion.
+    """
+    blob = read_checkpoint(path)
+    old = load_fitter(path, body)
+    fitter = old
+    if cfg.motion and not old.cfg.motion:
+        fitter = NeuralFitter(body, replace(old.cfg, motion=True))
+        weights = dict(old.state_dict())
+        new_sd = fitter.state_dict()
+        for k, w in weights.items():
+            if k in new_sd and new_sd[k].shape != w.shape:  # first layers: wider input
+                grown = torch.zeros_like(new_sd[k])
+                grown[:, : w.shape[1]] = w
+                weights[k] = grown
+        fitter.load_state_dict(weights)
+        log("added motion features to the checkpoint's inputs (zero-initialised)")
+    if "carry_logit" not in blob["weights"]:
+        fitter.cfg = replace(fitter.cfg, carry=cfg.carry)
         with torch.no_grad():
-            fitter.carry_logit.fill_(carry_logit(carry))
+            fitter.carry_logit.fill_(carry_logit(cfg.carry))
     log(f"initialised from {path} ({fitter.cfg.layers}x{fitter.cfg.hidden}, "
-        f"{fitter.cfg.update_rule})")
+        f"{fitter.cfg.update_rule}, motion {fitter.cfg.motion})")
     return fitter.train()
 
 
@@ -198,7 +316,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
     cache = out / "cache"
     span = cfg.window + cfg.burn_in
     ds = WindowDataset(train_clips, body, window=span, stride=cfg.window, seed=cfg.seed,
-                       cache_dir=cache)
+                       cache_dir=cache, augment=cfg.augment, variants=cfg.variants)
+    log(f"{len(train_clips)} training clips + {len(ds.clips) - len(train_clips)} augmented "
+        f"({'+'.join(cfg.augment) or 'none'}), {len(val_clips)} validation; "
+        f"{len(ds)} windows of {span} frames")
     if len(ds) == 0:
         raise TrainingError(f"clips are shorter than the window of {span} frames")
     sampler = (torch.utils.data.DistributedSampler(ds, d.world, d.rank, seed=cfg.seed)
@@ -211,7 +332,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
 
     fitter = NeuralFitter(body, cfg.fitter).to(d.device)
     if cfg.init and not (cfg.resume and (out / "last.pt").is_file()):
-        fitter = _init_from(cfg.init, body, cfg.fitter.carry, log).to(d.device)
+        fitter = _init_from(cfg.init, body, cfg.fitter, log).to(d.device)
     opt = torch.optim.Adam([p for n, p in fitter.named_parameters()], lr=cfg.lr,
                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
@@ -233,8 +354,11 @@ def train(cfg: TrainConfig, log=print) -> Path:
         step, epoch = blob["meta"]["step"], blob["meta"]["epoch"]
         resumed_seconds = blob["meta"].get("seconds", 0.0)
         log(f"resumed from {last} at step {step}, epoch {epoch}")
-    sample = MeshSample.build(body, cfg.mesh_vertices, cfg.seed)
-    model = WindowObjective(fitter, sample, burn_in=cfg.burn_in)
+    sample = MeshSample.build(body, cfg.mesh_vertices or None, cfg.seed)
+    if cfg.stage not in STAGES:
+        raise TrainingError(f"unknown stage {cfg.stage!r}; choose from {', '.join(STAGES)}")
+    iterations = 0 if cfg.stage == "regressor" else None
+    model = WindowObjective(fitter, sample, burn_in=cfg.burn_in, iterations=iterations)
     if d.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
@@ -315,7 +439,8 @@ def validate(fitter, body, clips, cfg: TrainConfig, device, sample) -> dict[str,
     ds = WindowDataset(clips, body, window=cfg.window + cfg.burn_in, stride=cfg.window,
                        seed=cfg.seed + 99991, cache_dir=Path(cfg.out) / "cache")
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch, shuffle=False)
-    objective = WindowObjective(fitter, sample, burn_in=cfg.burn_in)
+    objective = WindowObjective(fitter, sample, burn_in=cfg.burn_in,
+                                iterations=0 if cfg.stage == "regressor" else None)
     tot, jerr, n = 0.0, 0.0, 0
     for i, batch in enumerate(loader):
         if i >= 20:

@@ -102,13 +102,13 @@ def time_engines(engines: dict, streams, batches, seconds: float, rounds: int,
 
         def step(name, engine, B=B, state=state, frame=frame, sync=sync):
             t = frame[name] % streams.frames
-            batch = streams.batch(t, *state[name], rows=slice(0, B))
+            batch = streams.batch(t, state[name], rows=slice(0, B))
             t0 = time.perf_counter()
             res = engine.fit(batch)
             if sync[name]:
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
-            state[name] = (res.theta, res.hidden)
+            state[name] = res.state
             frame[name] += 1
             return dt
 

@@ -18,12 +18,11 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import time
 
     import numpy as np
     import torch
 
-    from engines import FitBatch, make_engine
+    from engines import make_engine
     from tracker.cli import UserError
     from tracker.fitter.checkpoint import CheckpointError, load_fitter
     from tracker.fitter.theta import theta_to_axis_angle
@@ -31,6 +30,7 @@ def run(args) -> int:
     from tracker.signals.device import DeviceModel
     from tracker.signals.headset import head_to_hmd
     from tracker.signals.motion import motion_signals
+    from tracker.stream import NS_PER_S, StreamState, fit_tick
 
     try:
         fitter = load_fitter(args.checkpoint)
@@ -44,19 +44,16 @@ def run(args) -> int:
     sig = DeviceModel().apply(clean, args.seed, args.visibility)
     T = len(motion["poses"])
     betas = torch.as_tensor(motion["betas"][None, : body.num_betas], dtype=torch.float32)
-    theta, hidden = engine.initial_state(1)
+    stream = StreamState()
     T_hmd = head_to_hmd()[None]
     print(f"demo: {T} frames at {args.rate:g} Hz, engine {engine.name}, "
           f"visibility {args.visibility}, body {body.data.name}")
     errs, lat = [], []
     for t in range(T):
-        batch = FitBatch(sig.map(lambda x: x[t : t + 1]), betas, T_hmd, theta, hidden,  # noqa: B023
-                         torch.tensor([t == 0]))
-        t0 = time.perf_counter()
-        res = engine.fit(batch)
-        lat.append(time.perf_counter() - t0)
-        theta, hidden = res.theta, res.hidden
-        poses, transl = theta_to_axis_angle(theta)
+        res, _, fit_ns = fit_tick(engine, [stream], sig.map(lambda x: x[t : t + 1]),  # noqa: B023
+                                  betas, T_hmd, [round(t * NS_PER_S / args.rate)])
+        lat.append(fit_ns * 1e-9)
+        poses, transl = theta_to_axis_angle(res.theta)
         joints = body.forward_axis_angle(poses, betas, transl).joints[0, :22]
         errs.append((joints - truth.joints[t, :22]).norm(dim=-1).mean().item())
         if (t + 1) % int(args.rate) == 0 or t == T - 1:

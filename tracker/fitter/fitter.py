@@ -21,6 +21,13 @@ previous Θ pulled towards this frame's regressor guess by a learned per-paramet
 persisting, and a well-observed parameter keeps its smooth history. The GRU state is carried
 unchanged.
 
+Motion in the observations (our extension). A frame's snapshot of head and hands says little
+about the legs; how they have been moving says much more (gait shows in the head's speed,
+bob and sway). With ``motion=True`` each session also carries a small motion state
+(``tracker.fitter.motion``): velocities and multi-timescale moving averages of the head and
+wrist motion, read as features in the canonical frame and appended to D, so Φ, Φh and the GRU
+all see the recent past. The state is an explicit input and output of every fit.
+
 There is no Python branching on tensor values inside a fit and no autograd: a fit traces to
 one graph (``engines/``).
 """
@@ -37,6 +44,7 @@ from torch import Tensor, nn
 from tracker.body.kinematics import BodyModel
 from tracker.fitter.canonical import heading_frame, signals_to_frame, theta_to_frame
 from tracker.fitter.data_term import RESIDUAL_DIM, THETA_DIM, DataTermConfig, data_term
+from tracker.fitter.motion import MOTION_FEATURE_DIM, MOTION_STATE_DIM, motion_step
 from tracker.fitter.network import GRUStack, mlp, small_init_
 from tracker.geometry.rotations import matrix_to_rotation_6d
 from tracker.signals.headset import HeadsetSignals
@@ -49,7 +57,7 @@ class FitterConfig:
     """Architecture and iteration settings (stored in every checkpoint).
 
     Attributes:
-        hidden: GRU width (the paper: 1024).
+        hidden: GRU width (the paper: 1024; 256 holds 90 Hz on a 2-core CPU, see the README).
         layers: stacked GRU cells (the paper: 2).
         init_hidden: width of the Φ, Φh MLPs (the paper: 256).
         lg_hidden: width of the shared f_λγ MLP.
@@ -60,10 +68,12 @@ class FitterConfig:
         carry: initial value of the streaming carry gate ``a`` (learned per parameter while
             training); ``1.0`` starts every frame exactly from the previous one (checkpoints
             from before the gate load with this value).
+        motion: the networks also see motion features (``tracker.fitter.motion``);
+            checkpoints from before them load with ``False``.
         data_term: weights of L_D.
     """
 
-    hidden: int = 1024
+    hidden: int = 256
     layers: int = 2
     init_hidden: int = 256
     lg_hidden: int = 256
@@ -72,6 +82,7 @@ class FitterConfig:
     dropout: float = 0.0
     update_rule: Literal["eq1", "lgd"] = "eq1"
     carry: float = 0.9
+    motion: bool = True
     data_term: DataTermConfig = field(default_factory=DataTermConfig)
 
     def to_dict(self) -> dict:
@@ -81,6 +92,7 @@ class FitterConfig:
     def from_dict(cls, d: dict) -> FitterConfig:
         d = dict(d)
         d.setdefault("carry", 1.0)  # written before the carry gate existed
+        d.setdefault("motion", False)  # written before the motion features existed
         d["data_term"] = DataTermConfig(**d.get("data_term", {}))
         return cls(**d)
 
@@ -94,12 +106,14 @@ class FitOutput:
         hidden: ``(B, L, H)`` GRU state to carry to the next frame.
         residual: ``(B,)`` RMS data-term residual at ``theta``, metres.
         ok: ``(B,)`` bool; false where the fit diverged (then ``theta`` is the regressor's).
+        motion: ``(B, MOTION_STATE_DIM)`` motion state to carry to the next frame.
         iterates: ``(N+1, B, 315)`` Θ0..ΘN (only when asked for).
     """
 
     theta: Tensor
     hidden: Tensor
     residual: Tensor
+    motion: Tensor
     ok: Tensor
     iterates: Tensor | None = None
 
@@ -110,11 +124,19 @@ def carry_logit(a: float) -> float:
     return math.log(a / (1.0 - a))
 
 
-def encode_observations(sig: HeadsetSignals, betas: Tensor, num_betas: int) -> Tensor:
-    """Network input D ``(B, 61 + num_betas)`` from canonical-frame signals and betas ``(B, K)``.
+def observation_dim(cfg: FitterConfig) -> int:
+    """Width of the network input D for ``cfg``."""
+    return 61 + cfg.num_betas + (MOTION_FEATURE_DIM if cfg.motion else 0)
+
+
+def encode_observations(sig: HeadsetSignals, betas: Tensor, num_betas: int,
+                        motion: Tensor | None = None) -> Tensor:
+    """Network input D ``(B, 61 + num_betas [+ MOTION_FEATURE_DIM])`` from canonical-frame
+    signals, betas ``(B, K)`` and motion features ``(B, MOTION_FEATURE_DIM)`` (or ``None``).
 
     Head pose (position + 6D), wrist poses and fingertips zeroed where not visible, the
-    visibility and tips-valid flags, and the betas padded or cut to ``num_betas``.
+    visibility and tips-valid flags, the betas padded or cut to ``num_betas``, then the motion
+    features.
     """
     B = sig.head.shape[0]
     vis = sig.visible.to(sig.head.dtype)
@@ -126,7 +148,8 @@ def encode_observations(sig: HeadsetSignals, betas: Tensor, num_betas: int) -> T
     k = min(num_betas, betas.shape[-1])
     b = torch.zeros(B, num_betas, dtype=betas.dtype, device=betas.device)
     b = torch.cat([betas[:, :k], b[:, k:]], -1)
-    return torch.cat([head, wrists, tips, vis, tips_on, b], -1)
+    parts = [head, wrists, tips, vis, tips_on, b]
+    return torch.cat(parts if motion is None else [*parts, motion], -1)
 
 
 class NeuralFitter(nn.Module):
@@ -136,7 +159,7 @@ class NeuralFitter(nn.Module):
         super().__init__()
         self.body = body
         self.cfg = cfg
-        d_in = 61 + cfg.num_betas
+        d_in = observation_dim(cfg)
         H, L = cfg.hidden, cfg.layers
         self.phi = mlp(d_in, cfg.init_hidden, THETA_DIM)
         self.phi_h = mlp(d_in, cfg.init_hidden, L * H)
@@ -156,6 +179,11 @@ class NeuralFitter(nn.Module):
         """Shape ``(L, H)`` of one session's hidden state."""
         return self.cfg.layers, self.cfg.hidden
 
+    @property
+    def motion_dim(self) -> int:
+        """Width of one session's motion state (``tracker.fitter.motion``)."""
+        return MOTION_STATE_DIM
+
     def forward(
         self,
         sig: HeadsetSignals,
@@ -166,6 +194,8 @@ class NeuralFitter(nn.Module):
         reset: Tensor | None = None,
         iterations: int | None = None,
         return_iterates: bool = False,
+        motion_prev: Tensor | None = None,
+        dt: Tensor | None = None,
     ) -> FitOutput:
         """Fit one frame for ``B`` sessions.
 
@@ -178,20 +208,26 @@ class NeuralFitter(nn.Module):
             reset: ``(B,)`` bool: start from Φ, Φh instead of the previous frame. ``None``
                 means all true (the paper's per-frame mode) unless a previous state is given.
             iterations: override N (``0`` = the regressor Φ alone).
+            motion_prev: ``(B, MOTION_STATE_DIM)`` motion state after the previous frame, or
+                ``None`` (no history). It is carried whether or not Θ is (per-frame fits of
+                a stream can still see its history); ``reset`` rows start it afresh.
+            dt: ``(B,)`` seconds since the previous frame (``None``: 1/60 s).
         """
         N = self.cfg.iterations if iterations is None else iterations
-        B, dt = betas.shape[0], sig.head.dtype
+        B, dtype = betas.shape[0], sig.head.dtype
         C = heading_frame(sig.head)
         sig_c = signals_to_frame(sig, C)
         pelvis = self.body.rest_joints(betas)[:, 0]
-        D = encode_observations(sig_c, betas, self.cfg.num_betas)
+        feats, motion = motion_step(sig, motion_prev, dt, reset, C)
+        D = encode_observations(sig_c, betas, self.cfg.num_betas,
+                                feats if self.cfg.motion else None)
         theta_reg = self.theta_rest + self.phi(D)
         h_reg = torch.tanh(self.phi_h(D)).reshape(B, *self.state_shape)
         if theta_prev is None or hidden_prev is None:
             theta, h = theta_reg, h_reg
         else:
             r = (torch.ones(B, dtype=torch.bool, device=D.device) if reset is None else reset)
-            r = r.to(dt)[:, None]
+            r = r.to(dtype)[:, None]
             gate = torch.sigmoid(self.carry_logit)
             warm = theta_reg + gate * (theta_to_frame(theta_prev, C, pelvis) - theta_reg)
             theta = r * theta_reg + (1 - r) * warm
@@ -228,11 +264,12 @@ class NeuralFitter(nn.Module):
         residual = out.residual_m
         ok = torch.isfinite(theta).all(-1) & torch.isfinite(h).flatten(1).all(-1)
         ok = ok & (residual < DIVERGED_RESIDUAL_M)
-        okf = ok.to(dt)[:, None]
+        okf = ok.to(dtype)[:, None]
         theta = okf * torch.nan_to_num(theta) + (1 - okf) * theta_reg
         h = okf[..., None] * torch.nan_to_num(h) + (1 - okf[..., None]) * h_reg
         stage = theta_to_frame(theta, C, pelvis, inverse=True)
         its = None
         if return_iterates:
             its = torch.stack([theta_to_frame(t, C, pelvis, inverse=True) for t in iterates])
-        return FitOutput(theta=stage, hidden=h, residual=residual, ok=ok, iterates=its)
+        return FitOutput(theta=stage, hidden=h, residual=residual, motion=motion, ok=ok,
+                         iterates=its)

@@ -13,7 +13,6 @@ reaches the same decisions and the same poses.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from tracker.server.profiles import DefaultProfiles, ProfileTensors
 from tracker.server.publish import pose_messages
 from tracker.server.samples import Samples, percentiles_ms
 from tracker.server.sessions import Pending, Session, SessionRules, SessionTable
+from tracker.stream import fit_tick
 
 
 @dataclass
@@ -134,7 +134,7 @@ class TrackerCore:
                 changes.append((s.id, profile))
         # Consumed here, under the live loop's lock: a gap seen by the receiver while this
         # tick fits belongs to the next frame, and is kept for the next tick.
-        resets = [s.need_reset or s.theta is None for s, _ in items]
+        resets = [s.need_reset or s.stream.fit is None for s, _ in items]
         for s, _ in items:
             s.need_reset = False
         return TickInput(t_now, items, resets, changes)
@@ -147,25 +147,17 @@ class TrackerCore:
         B = len(frames)
         betas, T_hmd, floor = self._tensors.stack([s.profile for s in sessions])
         sig = frames_to_signals(frames, self.visibility, floor=floor.numpy())
-        reset = torch.tensor(tin.resets)
-        theta0, hidden0 = self.engine.initial_state(1)
-        theta_prev = torch.stack([theta0[0] if s.theta is None else s.theta for s in sessions])
-        hidden_prev = torch.stack([hidden0[0] if s.hidden is None else s.hidden
-                                   for s in sessions])
-        batch = FitBatch(sig, betas, T_hmd, theta_prev, hidden_prev, reset)
-        if dev.type != "cpu":
-            batch = batch.to(dev)
-        t0 = time.perf_counter_ns()
-        res = self.engine.fit(batch)
-        fit_ns = time.perf_counter_ns() - t0
+        res, resets, fit_ns = fit_tick(self.engine, [s.stream for s in sessions], sig, betas,
+                                       T_hmd, [f.t for f in frames], tin.resets)
+        reset = torch.tensor(resets)
 
         ok = res.ok.cpu().tolist()
         heads = []
         for s, (_, p), r, good in zip(sessions, tin.items, reset.tolist(), ok, strict=True):
             heads.append({"session": s.id, "seq": p.frame.seq, "t": p.frame.t,
                           "t_recv": p.t_recv, "state": "reset" if (r or not good) else "ok"})
-        msgs = pose_messages(self.body, res.theta, batch.betas, floor.to(dev),
-                             batch.signals.visible, res.residual, heads)
+        msgs = pose_messages(self.body, res.theta, betas.to(dev), floor.to(dev),
+                             sig.visible.to(dev), res.residual, heads)
         poses = []
         for i, (s, (_, p), msg) in enumerate(zip(sessions, tin.items, msgs, strict=True)):
             s.fitted += 1
@@ -173,7 +165,6 @@ class TrackerCore:
             if bool(reset[i]):
                 s.resets += 1
                 self.totals["resets"] += 1
-            s.theta, s.hidden = res.theta[i].detach().clone(), res.hidden[i].detach().clone()
             if not ok[i] or msg is None:
                 s.need_reset, s.reset_reason = True, "diverged"
                 s.diverged += 1
@@ -197,8 +188,8 @@ class TrackerCore:
         for B in sizes:
             sig = frames_to_signals([frame] * B, self.visibility)
             betas, T_hmd, _ = self._tensors.stack([self.profiles.get("warm-up")] * B)
-            theta, hidden = self.engine.initial_state(B)
-            batch = FitBatch(sig, betas, T_hmd, theta, hidden, torch.ones(B, dtype=torch.bool))
+            batch = FitBatch(sig, betas, T_hmd, self.engine.initial_state(B),
+                             torch.ones(B, dtype=torch.bool), torch.full((B,), 1.0 / 90))
             self.engine.fit(batch if self.engine.device.type == "cpu"
                             else batch.to(self.engine.device))
 

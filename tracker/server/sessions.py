@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torch import Tensor
-
 from tracker.protocol import Frame, Rejected
 from tracker.server.samples import Samples
+from tracker.stream import StreamState
 
 NS_PER_S = 1_000_000_000
 
@@ -55,7 +54,7 @@ class Pending:
 @dataclass
 class Session:
     """One stream. Ingest-side fields are written by :meth:`SessionTable.accept`; fit-side
-    fields (``theta (315,)``, ``hidden (L, H)``, ``profile``) by the core's tick."""
+    fields (``stream``: the carried fit state, ``profile``) by the core's tick."""
 
     id: str
     first_recv: int
@@ -66,8 +65,7 @@ class Session:
     need_reset: bool = True
     reset_reason: str = "first"
     profile: object | None = None  # calibration.profile.Profile in use
-    theta: Tensor | None = None
-    hidden: Tensor | None = None
+    stream: StreamState = field(default_factory=StreamState)
     received: int = 0
     fitted: int = 0
     dropped: int = 0
