@@ -35,8 +35,9 @@ from tracker.openxr_source import (  # noqa: E402
     posef_to_pose7,
     timespec_to_ns,
 )
-from tracker.protocol import frames_to_signals, parse_frame  # noqa: E402
+from tracker.protocol import parse_frame  # noqa: E402
 from tracker.signals.headset import signals_from_state  # noqa: E402
+from tracker.stream import frames_to_signals  # noqa: E402
 
 F = xr.SpaceLocationFlags
 ALL = F.ORIENTATION_VALID_BIT | F.POSITION_VALID_BIT | F.ORIENTATION_TRACKED_BIT \

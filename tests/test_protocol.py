@@ -17,7 +17,6 @@ from tracker.protocol import (
     decode_pose,
     encode_frame,
     encode_pose,
-    frames_to_signals,
     ground_truth,
     ingest_payload,
     parse_frame,
@@ -25,6 +24,7 @@ from tracker.protocol import (
 )
 from tracker.server.faults import PARSER_REASONS, _variants, bad_payload, good_message
 from tracker.server.sessions import SessionRules, SessionTable
+from tracker.stream import frames_to_signals
 
 
 def test_good_frame_round_trip():
@@ -103,6 +103,14 @@ def test_pose_encoding_is_float32_and_finite_ints_kept():
     assert "joints" in POSE_KEYS and "state" in POSE_KEYS
 
 
+def test_wire_layer_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['torch'] = None; import tracker.protocol"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
 def test_frames_to_signals_masks():
     g = good_message("s")
     a = parse_frame(msgpack.packb(g))
@@ -169,7 +177,7 @@ def test_non_finite_never_published():
 def test_axis_angle_near_pi_without_scipy():
     from scipy.spatial.transform import Rotation
 
-    from tracker.server.fastpose import matrix_to_axis_angle
+    from tracker.geometry.arrays import matrix_to_axis_angle
 
     rng = np.random.default_rng(0)
     axes = rng.normal(size=(400, 3))
@@ -183,8 +191,9 @@ def test_axis_angle_near_pi_without_scipy():
 def test_fast_pose_path_matches_torch():
     from tracker.body import load_body_model
     from tracker.fitter.theta import split_theta, theta_to_axis_angle
+    from tracker.geometry.arrays import matrix_to_axis_angle, rot6d_to_matrix
     from tracker.geometry.rotations import rotation_6d_to_matrix
-    from tracker.server.fastpose import JointChain, matrix_to_axis_angle, rot6d_to_matrix
+    from tracker.server.fastpose import JointChain
 
     body = load_body_model()
     g = torch.Generator().manual_seed(0)

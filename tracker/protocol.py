@@ -22,9 +22,6 @@ from dataclasses import dataclass
 
 import msgpack
 import numpy as np
-import torch
-
-from tracker.signals.headset import HeadsetSignals, VisibilityMode, hand_visibility
 
 VERSION = 1
 DEFAULT_INGEST = "tcp://127.0.0.1:5555"
@@ -243,35 +240,6 @@ def stack_frames(frames: list[Frame], missing_tip: float = 0.0):
                 tips[i, s] = h.tips
                 tips_valid[i, s] = True
     return head, wrists, tips, tracked, tips_valid
-
-
-def frames_to_signals(
-    frames: list[Frame], mode: VisibilityMode, dtype=torch.float32, floor=None
-) -> HeadsetSignals:
-    """Stack validated frames into fitter inputs with batch ``(len(frames),)``.
-
-    A nil hand or ``tracked: false`` -> not tracked; missing tips -> ``tips_valid`` false.
-    ``floor (B,)`` metres, if given, is added to every y (device stage frame -> the corrected
-    frame of the session profiles, ``tracker.server.publish``).
-    """
-    from tracker.server.fastpose import pose7_to_transform as np_pose7_to_transform
-
-    B = len(frames)
-    head, wrists, tips, tracked, tips_valid = stack_frames(frames)
-    # NumPy for the small per-tick batches (torch's per-op overhead dominates at B ~ 1-16)
-    T = np_pose7_to_transform(np.concatenate([head[:, None], wrists], 1))  # (B, 3, 4, 4)
-    if floor is not None:
-        f = np.asarray(floor, dtype=np.float64).reshape(B)
-        T[:, :, 1, 3] += f[:, None]
-        tips[..., 1] += f[:, None, None]
-    T_head = torch.as_tensor(T[:, 0], dtype=dtype)
-    T_wr = torch.as_tensor(T[:, 1:], dtype=dtype)
-    tr = torch.as_tensor(tracked)
-    return HeadsetSignals(
-        head=T_head, wrists=T_wr, tips=torch.as_tensor(tips, dtype=dtype), tracked=tr,
-        tips_valid=torch.as_tensor(tips_valid) & tr,
-        visible=hand_visibility(T_head, T_wr[..., :3, 3], tr, mode),
-    )
 
 
 def encode_pose(msg: dict) -> bytes:

@@ -8,6 +8,9 @@ them with one ``engine.fit`` call, and writes each stream's new state back::
     streams = [StreamState() for _ in sessions]
     res = fit_tick(engine, streams, signals, betas, T_hmd, t_ns=[...])   # once per tick
 
+Frames from the wire (``tracker.protocol``, no torch) become fitter inputs here
+(:func:`frames_to_signals`).
+
 Reset policy (what :func:`fit_tick` decides; the server adds gaps and profile changes through
 ``reset``): a stream starts afresh on its first frame, when asked to, and on the frame after a
 fit that diverged (``ok`` false). ``dt`` is the device time since the stream's last fitted
@@ -20,11 +23,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from engines.base import Engine, FitBatch, FitResult, FitState
-from tracker.signals.headset import HeadsetSignals
+from tracker.geometry.arrays import pose7_to_transform
+from tracker.protocol import Frame, stack_frames
+from tracker.signals.headset import HeadsetSignals, VisibilityMode, hand_visibility
 
 NS_PER_S = 1_000_000_000
 DEFAULT_DT_S = 1.0 / 90.0  # a reset frame's dt (unused by the fit, kept finite)
@@ -93,3 +99,30 @@ def fit_tick(engine: Engine, streams: Sequence[StreamState], signals: HeadsetSig
         s.t_ns = int(t_ns[i])
         s.diverged = not ok[i]
     return res, resets, fit_ns
+
+
+def frames_to_signals(
+    frames: list[Frame], mode: VisibilityMode, dtype=torch.float32, floor=None
+) -> HeadsetSignals:
+    """Stack validated frames into fitter inputs with batch ``(len(frames),)``.
+
+    A nil hand or ``tracked: false`` -> not tracked; missing tips -> ``tips_valid`` false.
+    ``floor (B,)`` metres, if given, is added to every y (device stage frame -> the corrected
+    frame of the session profiles, ``tracker.server.publish``).
+    """
+    B = len(frames)
+    head, wrists, tips, tracked, tips_valid = stack_frames(frames)
+    # NumPy for the small per-tick batches (torch's per-op overhead dominates at B ~ 1-16)
+    T = pose7_to_transform(np.concatenate([head[:, None], wrists], 1))  # (B, 3, 4, 4)
+    if floor is not None:
+        f = np.asarray(floor, dtype=np.float64).reshape(B)
+        T[:, :, 1, 3] += f[:, None]
+        tips[..., 1] += f[:, None, None]
+    T_head = torch.as_tensor(T[:, 0], dtype=dtype)
+    T_wr = torch.as_tensor(T[:, 1:], dtype=dtype)
+    tr = torch.as_tensor(tracked)
+    return HeadsetSignals(
+        head=T_head, wrists=T_wr, tips=torch.as_tensor(tips, dtype=dtype), tracked=tr,
+        tips_valid=torch.as_tensor(tips_valid) & tr,
+        visible=hand_visibility(T_head, T_wr[..., :3, 3], tr, mode),
+    )

@@ -20,12 +20,12 @@ import msgpack
 import torch
 
 from engines.base import Engine, FitBatch
-from tracker.protocol import REJECT_REASONS, Frame, Rejected, frames_to_signals, parse_frame
+from tracker.protocol import REJECT_REASONS, Frame, Rejected, parse_frame
 from tracker.server.profiles import DefaultProfiles, ProfileTensors
 from tracker.server.publish import pose_messages
 from tracker.server.samples import Samples, percentiles_ms
 from tracker.server.sessions import Pending, Session, SessionRules, SessionTable
-from tracker.stream import fit_tick
+from tracker.stream import fit_tick, frames_to_signals
 
 
 @dataclass

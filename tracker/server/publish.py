@@ -6,10 +6,10 @@ Messages are published back in the *device's* stage frame: ``floor_offset`` is s
 from the y of ``transl`` and ``joints`` (rotations do not change), so a client can draw the
 body directly over what its own runtime reports.
 
-Θ -> axis-angle and the joint positions are computed with NumPy (``tracker.server.fastpose``:
-for a handful of rows torch's per-operation overhead would dominate). Numbers are packed as
-float32 (see :func:`tracker.protocol.encode_pose`); ``t_pub`` is added
-by the I/O layer right before sending (:func:`finish_pose`).
+Θ -> axis-angle and the joint positions are computed with NumPy (``tracker.geometry.arrays``,
+``tracker.server.fastpose``: for a handful of rows torch's per-operation overhead would
+dominate). Numbers are packed as float32 (see :func:`tracker.protocol.encode_pose`);
+``t_pub`` is added by the I/O layer right before sending (:func:`finish_pose`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 from tracker.body.kinematics import BodyModel
+from tracker.geometry.arrays import matrix_to_axis_angle, rot6d_to_matrix
 from tracker.protocol import VERSION, encode_pose
-from tracker.server.fastpose import JointChain, matrix_to_axis_angle, rot6d_to_matrix
+from tracker.server.fastpose import JointChain
 
 _CHAINS: dict[int, JointChain] = {}
 
