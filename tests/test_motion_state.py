@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from tracker.fitter.canonical import heading_frame
-from tracker.fitter.motion import MOTION_FEATURE_DIM, MOTION_STATE_DIM, motion_states, motion_step
+from tracker.fitter.motion import (
+    HISTORY_SLOTS,
+    HISTORY_STEP,
+    MOTION_FEATURE_DIM,
+    MOTION_STATE_DIM,
+    motion_states,
+    motion_step,
+)
 from tracker.geometry.rotations import axis_angle_to_matrix
 from tracker.geometry.transforms import make_transform
 from tracker.signals.headset import HeadsetSignals, head_to_hmd
@@ -44,7 +51,7 @@ def test_shapes_and_first_frame():
     f, s = motion_step(sig.map(lambda x: x[:2]), None, None, None, C[:2])
     assert f.shape == (2, MOTION_FEATURE_DIM) and s.shape == (2, MOTION_STATE_DIM)
     assert torch.all(f[:, :18] == 0)  # no velocity on a first frame
-    assert torch.all(f[:, -3:] == 0)  # no history yet
+    assert torch.all(f[:, 63:66] == 0)  # no history yet
 
 
 @pytest.mark.parametrize("rate", [60.0, 72.0, 90.0])
@@ -56,7 +63,14 @@ def test_velocity_is_rate_independent_and_in_the_heading_frame(rate):
     for k in range(3):  # every time constant has converged after 2.5 s
         assert v[k, :3].tolist() == pytest.approx([0.0, 0.0, 1.2], abs=0.02)
         assert v[k, 3:].abs().max() < 1e-3
-    assert feats[-1, -3:].tolist() == pytest.approx([1.0, 1.0, 1.0], abs=0.1)
+    assert feats[-1, 63:66].tolist() == pytest.approx([1.0, 1.0, 1.0], abs=0.1)
+    # the trajectory: earlier head positions lie behind (-Z), one sample per 1/15 s
+    traj = feats[-1, 67:].reshape(HISTORY_SLOTS, 10)
+    age = float(feats[-1, 66]) * HISTORY_STEP
+    assert torch.all(traj[:, 9] == 1)
+    for k in range(HISTORY_SLOTS):
+        behind = 1.2 * (age + k * HISTORY_STEP)
+        assert traj[k, :3].tolist() == pytest.approx([0.0, 0.0, -behind], abs=1e-6 + 0.02)
 
 
 def test_angular_velocity_of_a_turn():

@@ -93,6 +93,8 @@ class WindowDataset(Dataset):
         hands: synthesize finger motion for clips without any (``tracker.motion.hands``).
         augment: kinds of clip augmentation (``trainer.augment``: mirror, speed, shape);
             each clip adds ``variants`` augmented copies of itself.
+        hands_lost: probability that a window has a hand untracked throughout (half of
+            those: both hands), as with controllers in hand or hands down at the sides.
 
     Items are dicts of tensors, float32 unless noted, stage frame: ``poses (K, 156)``
     axis-angle, ``trans (K, 3)``, ``betas (16,)``, ``head (K, 4, 4)``, ``wrists (K, 2, 4, 4)``
@@ -104,14 +106,14 @@ class WindowDataset(Dataset):
                  stride: int | None = None, modes: Sequence[str] = ("device", "half-space"),
                  device_model: DeviceModel | None = DeviceModel(), seed: int = 0,  # noqa: B008
                  cache_dir: Path | None = None, hands: bool = True,
-                 augment: Sequence[str] = (), variants: int = 0):
+                 augment: Sequence[str] = (), variants: int = 0, hands_lost: float = 0.0):
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if body.j_template.device.type != "cpu":  # data is made on the CPU (and in workers)
             body = copy.deepcopy(body).cpu()
         self.body, self.window, self.stride = body, window, stride or window
         self.modes, self.device_model = tuple(modes), device_model
-        self.seed, self.hands = seed, hands
+        self.seed, self.hands, self.hands_lost = seed, hands, hands_lost
         self.epoch = 0
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         from trainer.augment import clip_variants
@@ -191,9 +193,13 @@ class WindowDataset(Dataset):
                                                   trans.to(dt))
             tips = st.tips.float()
         ones = torch.ones(K, 2, dtype=torch.bool)
+        tracked = ones.clone()
+        lost = rng.random()
+        if lost < self.hands_lost:
+            tracked[:, [0, 1] if lost < self.hands_lost / 2 else [int(rng.integers(2))]] = False
         sig = HeadsetSignals(head=torch.from_numpy(d["head"][s:s + K].copy()),
                              wrists=torch.from_numpy(d["wrists"][s:s + K].copy()), tips=tips,
-                             tracked=ones, tips_valid=ones, visible=ones)
+                             tracked=tracked, tips_valid=tracked, visible=tracked)
         if self.device_model is not None:
             sig = self.device_model.apply(sig, int(rng.integers(2**62)), self.modes[mode])
         else:

@@ -29,7 +29,6 @@ from tracker.body.kinematics import load_body_model
 from tracker.fitter.canonical import heading_frame
 from tracker.fitter.checkpoint import (
     CheckpointError,
-    load_fitter,
     read_checkpoint,
     save_checkpoint,
 )
@@ -70,6 +69,8 @@ class TrainConfig:
     """Clip augmentations (trainer.augment): mirror, speed (0.8-1.25x), shape; none: off."""
     variants: int = 2
     """Augmented copies of each training clip."""
+    hands_lost: float = 0.2
+    """Probability that a training window has one hand (or, half as often, both) untracked."""
     window: int = 8
     """Frames per training sequence that get a loss (truncated BPTT)."""
     burn_in: int = 0
@@ -260,24 +261,35 @@ def _init_from(path: str, body, cfg: FitterConfig, log) -> NeuralFitter:
     """The fitter of checkpoint ``path`` (its architecture and weights) to fine-tune.
 
     A checkpoint from before the carry gate gets the gate at ``cfg.carry`` instead of its
-    load-time 1.0. One from before the motion features gets them when ``cfg.motion``: their
-    input columns of Φ, Φh and the GRU start at zero, so the fine-tune starts from exactly
-    the checkpoint's fits and learns to use the motion.
+    load-time 1.0. One whose network input D was narrower (from before the motion features,
+    or with fewer of them) gets the missing input columns of Φ, Φh and the GRU at zero (D
+    only grows at its end), so the fine-tune starts from exactly the checkpoint's fits.
     """
     blob = read_checkpoint(path)
-    old = load_fitter(path, body)
-    fitter = old
-    if cfg.motion and not old.cfg.motion:
-        fitter = NeuralFitter(body, replace(old.cfg, motion=True))
-        weights = dict(old.state_dict())
-        new_sd = fitter.state_dict()
-        for k, w in weights.items():
-            if k in new_sd and new_sd[k].shape != w.shape:  # first layers: wider input
-                grown = torch.zeros_like(new_sd[k])
-                grown[:, : w.shape[1]] = w
-                weights[k] = grown
-        fitter.load_state_dict(weights)
-        log("added motion features to the checkpoint's inputs (zero-initialised)")
+    if blob["body_fingerprint"] != body.fingerprint:
+        raise CheckpointError(f"{path}: trained for body model {blob['body_name']}, not "
+                              f"{body.data.name}")
+    old_cfg = FitterConfig.from_dict(blob["config"])
+    arch = replace(old_cfg, motion=cfg.motion or old_cfg.motion)
+    fitter = NeuralFitter(body, arch)
+    own = fitter.state_dict()
+    weights = dict(blob["weights"])
+    grown = []
+    for k, w in weights.items():
+        if k in own and own[k].shape != w.shape:
+            if own[k].dim() != 2 or own[k].shape[0] != w.shape[0] or own[k].shape[1] < w.shape[1]:
+                raise CheckpointError(f"{path}: {k} has shape {tuple(w.shape)}, the fitter "
+                                      f"needs {tuple(own[k].shape)}")
+            padded = torch.zeros_like(own[k])
+            padded[:, : w.shape[1]] = w
+            weights[k] = padded
+            grown.append(k)
+    missing, unexpected = fitter.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith("body.") and k != "carry_logit"]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match the config ({missing or unexpected})")
+    if grown:
+        log(f"widened the network input of {', '.join(grown)} (new columns zero)")
     if "carry_logit" not in blob["weights"]:
         fitter.cfg = replace(fitter.cfg, carry=cfg.carry)
         with torch.no_grad():
@@ -316,7 +328,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     cache = out / "cache"
     span = cfg.window + cfg.burn_in
     ds = WindowDataset(train_clips, body, window=span, stride=cfg.window, seed=cfg.seed,
-                       cache_dir=cache, augment=cfg.augment, variants=cfg.variants)
+                       cache_dir=cache, augment=cfg.augment, variants=cfg.variants,
+                       hands_lost=cfg.hands_lost)
     log(f"{len(train_clips)} training clips + {len(ds.clips) - len(train_clips)} augmented "
         f"({'+'.join(cfg.augment) or 'none'}), {len(val_clips)} validation; "
         f"{len(ds)} windows of {span} frames")

@@ -10,7 +10,11 @@ Each frame the fitter updates a small state per session and reads motion feature
   ``α = 1 - exp(-dt / τ)``, so the history has the same meaning at 60, 72 or 90 Hz and with
   uneven frame times;
 * moving averages of the head position with the same time constants, read as the head's
-  displacement from its recent average (crouching, stepping, swaying).
+  displacement from its recent average (crouching, stepping, swaying);
+* a short trajectory: the head and wrist positions sampled every ``HISTORY_STEP`` seconds
+  over the last ``HISTORY_SLOTS`` samples (0.67 s, the span of AvatarPoser's 41-frame input
+  window at 60 Hz, Jiang et al. 2022), read relative to the current head; it carries the
+  phase of a gait, which smooth averages lose.
 
 Averages start empty on a reset and are bias-corrected by their accumulated weight (as Adam's
 moments are), so they are unbiased from the second frame on; the weights are features too, so
@@ -41,9 +45,16 @@ MAX_SPIN = 30.0  # rad/s
 # State layout (stage frame): previous frame, then per group [ema (NT * d), weights (NT)].
 _PREV = 3 + 9 + 2 * 3 + 2 * 9 + 2  # head p, R; wrists p; wrists R; visible
 _GROUPS = (("head_vel", 6), ("lwrist_vel", 6), ("rwrist_vel", 6), ("head_pos", 3))
-MOTION_STATE_DIM = _PREV + sum(NT * (d + 1) for _, d in _GROUPS)
-MOTION_FEATURE_DIM = 3 * NT * 6 + NT * 3 + NT
-"""Head and wrist velocity averages, head displacement from its averages, history weights."""
+HISTORY_STEP = 1.0 / 15.0
+"""Seconds between two samples of the trajectory history."""
+HISTORY_SLOTS = 10
+_SLOT = 3 + 6 + 2 + 1  # head p, wrists p, wrists visible, slot valid
+_HISTORY = 1 + HISTORY_SLOTS * _SLOT  # time since the last sample, then the slots
+MOTION_STATE_DIM = _PREV + sum(NT * (d + 1) for _, d in _GROUPS) + _HISTORY
+MOTION_FEATURE_DIM = 3 * NT * 6 + NT * 3 + NT + 1 + HISTORY_SLOTS * 10
+"""Head and wrist velocity averages, head displacement from its averages, history weights,
+then the trajectory: the age of its newest sample (in steps) and per sample the head and
+wrist positions relative to the current head (wrists zero where hidden) and its validity."""
 
 
 def _split_state(state: Tensor) -> tuple[dict[str, Tensor], dict[str, tuple[Tensor, Tensor]]]:
@@ -59,6 +70,8 @@ def _split_state(state: Tensor) -> tuple[dict[str, Tensor], dict[str, tuple[Tens
     prev = {"head_p": take(3), "head_R": take(9).reshape(B, 3, 3), "wrist_p": take(6)
             .reshape(B, 2, 3), "wrist_R": take(18).reshape(B, 2, 3, 3), "vis": take(2)}
     groups = {name: (take(NT * d).reshape(B, NT, d), take(NT)) for name, d in _GROUPS}
+    prev["history_age"] = take(1)[:, 0]
+    prev["history"] = take(HISTORY_SLOTS * _SLOT).reshape(B, HISTORY_SLOTS, _SLOT)
     return prev, groups
 
 
@@ -149,6 +162,14 @@ def motion_step(sig: HeadsetSignals, state: Tensor | None, dt: Tensor | None,
     for name, _ in _GROUPS:
         ema, w = new[name]
         parts += [ema.reshape(B, -1), w]
+    # Trajectory: push a sample when HISTORY_STEP has passed (at once after a reset).
+    age = prev["history_age"] + dt + r * HISTORY_STEP
+    push = (age >= HISTORY_STEP).to(dtype)[:, None, None]
+    sample = torch.cat([head_p, n_wrist_p.reshape(B, 6), vis, head_p.new_ones(B, 1)], -1)
+    shifted = torch.cat([sample[:, None], prev["history"][:, :-1]], 1)
+    history = push * shifted + (1 - push) * prev["history"]
+    age = (age - push[:, 0, 0] * HISTORY_STEP).clamp(0.0, HISTORY_STEP)
+    parts += [age[:, None], history.reshape(B, -1)]
     new_state = torch.cat(parts, -1)
 
     Rc = C[:, :3, :3]  # canonical -> stage; features use Rcᵀ x
@@ -158,11 +179,16 @@ def motion_step(sig: HeadsetSignals, state: Tensor | None, dt: Tensor | None,
         xc = (x.reshape(B, NT * k, 3) @ Rc)  # row vectors: (Rcᵀ x)ᵀ = xᵀ Rc
         return xc.reshape(B, -1)
 
+    valid = history[..., -1:]  # (B, S, 1)
+    head_rel = (history[..., :3] - head_p[:, None]) @ Rc * valid
+    wr_rel = ((history[..., 3:9].reshape(B, HISTORY_SLOTS, 2, 3) - head_p[:, None, None])
+              @ Rc[:, None]) * (history[..., 9:11, None] * valid[..., None])
+    traj = torch.cat([head_rel, wr_rel.reshape(B, HISTORY_SLOTS, 6), valid], -1)
     feats = [to_canonical(_corrected(new["head_vel"])),
              to_canonical(_corrected(new["lwrist_vel"])) * vis[:, :1],
              to_canonical(_corrected(new["rwrist_vel"])) * vis[:, 1:],
              to_canonical(_corrected(new["head_pos"]) - head_p[:, None]),
-             new["head_vel"][1]]
+             new["head_vel"][1], age[:, None] / HISTORY_STEP, traj.reshape(B, -1)]
     return torch.cat(feats, -1), new_state
 
 
