@@ -54,9 +54,13 @@ def test_help_shows_every_config_field_with_its_default(capsys):
     with pytest.raises(SystemExit):
         trainer_main(["fit-amass", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("data", "fitter")]
+    from trainer.losses import LossWeights
+
+    names = [f.name for f in dataclasses.fields(TrainConfig)
+             if f.name not in ("data", "fitter", "losses")]
     names += [f.name for f in dataclasses.fields(FitterConfig) if f.name != "data_term"]
     names += ["data_term_" + f.name for f in dataclasses.fields(DataTermConfig)]
+    names += ["losses_" + f.name for f in dataclasses.fields(LossWeights)]
     for n in names:
         assert f"--{n.replace('_', '-')} " in text, n
     assert "--amass-root" in text and "(default: 0.9)" in text and "(default: 256)" in text

@@ -34,6 +34,19 @@ from tracker.geometry.rotations import rotation_6d_to_matrix
 
 @dataclass(frozen=True)
 class LossWeights:
+    """Weights of the training losses (see the module docstring).
+
+    Attributes:
+        mesh: λ_M, vertex L1 (Sup. Mat. 6.2: 1000).
+        edges: λ_E, mesh-edge L1 (1000).
+        transforms: λ_T, joint rotations and positions L1 (100).
+        rotations: λ_θ, parameter rotation matrices L1 (1).
+        translation: λ_t, root translation L1 (100).
+        velocity: λ_V, joint displacement per frame L1 (streaming windows; ours).
+        skating: λ_S, slide of fitted feet where the ground truth's are in contact (ours).
+        floor: λ_F, height error of feet in contact plus depth below the floor (ours).
+    """
+
     mesh: float = 1000.0
     edges: float = 1000.0
     transforms: float = 100.0

@@ -62,6 +62,8 @@ class TrainConfig:
     """SMPL+H model file or folder (none: the bundled open model)."""
     fitter: FitterConfig = field(default_factory=FitterConfig)
     """Architecture of a new fitter (ignored with --init and --resume)."""
+    losses: LossWeights = field(default_factory=LossWeights)
+    """Weights of the training losses."""
     stage: Literal["full", "regressor"] = "full"
     """full: the whole fitter; regressor: Φ alone (N = 0, every frame batched: cheap), the
     first stage of the bundled recipe."""
@@ -371,7 +373,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if cfg.stage not in STAGES:
         raise TrainingError(f"unknown stage {cfg.stage!r}; choose from {', '.join(STAGES)}")
     iterations = 0 if cfg.stage == "regressor" else None
-    model = WindowObjective(fitter, sample, burn_in=cfg.burn_in, iterations=iterations)
+    model = WindowObjective(fitter, sample, cfg.losses, burn_in=cfg.burn_in,
+                            iterations=iterations)
     if d.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
@@ -452,7 +455,7 @@ def validate(fitter, body, clips, cfg: TrainConfig, device, sample) -> dict[str,
     ds = WindowDataset(clips, body, window=cfg.window + cfg.burn_in, stride=cfg.window,
                        seed=cfg.seed + 99991, cache_dir=Path(cfg.out) / "cache")
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch, shuffle=False)
-    objective = WindowObjective(fitter, sample, burn_in=cfg.burn_in,
+    objective = WindowObjective(fitter, sample, cfg.losses, burn_in=cfg.burn_in,
                                 iterations=0 if cfg.stage == "regressor" else None)
     tot, jerr, n = 0.0, 0.0, 0
     for i, batch in enumerate(loader):

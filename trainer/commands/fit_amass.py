@@ -11,7 +11,7 @@ from __future__ import annotations
 # The options are generated from ``TrainConfig`` and ``FitterConfig`` (trainer.options): a
 # field and its documentation are the option and its help.
 RENAME = {"data": "amass-root"}
-PREFIXED = ("fitter.data_term",)
+PREFIXED = ("fitter.data_term", "losses")
 
 
 def add_arguments(p):
