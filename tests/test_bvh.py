@@ -207,6 +207,43 @@ def test_round_trip_smplh_writer_importer_within_5mm(body, motion, up):
     assert torch.rad2deg(ang).max() < 3.0
 
 
+def test_rig_writer_other_skeleton_and_rest_pose(body, motion):
+    """``rig_bvh_text``: a rig in an A-pose rest, Z up, in metres, XYZ order, without spine2;
+    its joints sit on the SMPL+H joints and turn with them (constant frame offsets)."""
+    from tracker.motion.bvh import RigJoint, rig_bvh_text
+    from tracker.motion.mappings import mapping_from_dict
+
+    joints = [RigJoint("Hips", "pelvis"), RigJoint("Spine", "spine1", "Hips"),
+              RigJoint("Chest", "spine3", "Spine"), RigJoint("Head", "head", "Chest",
+                                                             end=("head", (0, 0.1, 0)))]
+    for s in ("left", "right"):
+        joints += [RigJoint(f"{s}Arm", f"{s}_shoulder", "Chest"),
+                   RigJoint(f"{s}Hand", f"{s}_wrist", f"{s}Arm", end=(f"{s}_wrist", (0, 0, 0.1))),
+                   RigJoint(f"{s}Leg", f"{s}_hip", "Hips"),
+                   RigJoint(f"{s}Foot", f"{s}_ankle", f"{s}Leg", end=(f"{s}_foot", (0, 0, 0)))]
+    poses = np.array(motion["poses"], np.float64).reshape(-1, 52, 3)
+    poses[:, [6, 9, 12, 18, 19, 4, 5, 13, 14]] = 0  # what the rig lacks does not move
+    rest = np.zeros((52, 3))
+    rest[16], rest[17] = [0, 0, -np.pi / 4], [0, 0, np.pi / 4]
+    text = rig_bvh_text(poses.reshape(-1, 156), motion["trans"], motion["betas"], body, FPS,
+                        joints, rest, unit="m", up="z", order="XYZ")
+    bvh = parse_bvh(text)
+    tg = bvh_targets(bvh, mapping_from_dict({"joints": {j.follows: j.name for j in joints}}),
+                     fps=None, clean=False)
+    with torch.no_grad():
+        st = body.forward_axis_angle(torch.as_tensor(poses.reshape(-1, 156), dtype=torch.float32),
+                                     torch.as_tensor(motion["betas"])[None].expand(30, -1),
+                                     torch.as_tensor(motion["trans"]))
+    np.testing.assert_allclose(tg.pos, st.joints[:, tg.joints].numpy(), atol=2e-5)
+    C = np.swapaxes(tg.rot, -1, -2) @ st.rotations[:, tg.joints].double().numpy()
+    np.testing.assert_allclose(C, np.broadcast_to(C[:1], C.shape), atol=1e-4)
+    # at rest the arms hang 45 degrees down (A-pose), in the file's Z-up world
+    _, p = world_transforms(bvh.parents, np.broadcast_to(np.eye(3), (1, len(bvh.names), 3, 3)),
+                            bvh.offsets[None])
+    arm = p[0, bvh.index("leftHand")] - p[0, bvh.index("leftArm")]
+    assert abs(np.degrees(np.arctan2(-arm[2], arm[0])) - 45) < 1
+
+
 # ------------------------------------------------------------------------------ mappings
 def test_mapping_profiles_names_and_user_files(tmp_path):
     assert normalize_name("mixamorig:LeftArm") == normalize_name("Left_Arm") == "leftarm"

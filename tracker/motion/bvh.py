@@ -362,6 +362,137 @@ def write_bvh(path: str | Path, poses, trans, betas, body, fps: float, **kw) -> 
     return p
 
 
+# ------------------------------------------------------------------------------ other rigs
+@dataclass
+class RigJoint:
+    """A joint of a BVH rig unlike SMPL+H, driven by SMPL+H motion (:func:`rig_bvh_text`).
+
+    Places are ``(smplh_joint, shift)``: that joint's rest position plus ``shift`` (metres),
+    in the SMPL+H T-pose, model frame (Y up, facing +Z, left at +X).
+
+    Attributes:
+        name: BVH joint name. follows: SMPL+H joint whose global rotation it carries.
+        parent: the rig joint above it (None: the root). at: where it sits (default: at
+            ``follows``); the point moves with the parent's ``follows`` joint, so a joint away
+            from its SMPL+H joint turns about another pivot, as on a real foreign rig.
+        end: an End Site's place (moves with ``follows``), or None.
+    """
+
+    name: str
+    follows: str
+    parent: str | None = None
+    at: tuple[str, tuple[float, float, float]] | None = None
+    end: tuple[str, tuple[float, float, float]] | None = None
+
+
+def rig_bvh_text(
+    poses: np.ndarray,
+    trans: np.ndarray,
+    betas: np.ndarray,
+    body,
+    fps: float,
+    joints: list[RigJoint],
+    rest_pose: np.ndarray | None = None,
+    unit: str = "cm",
+    up: str = "y",
+    order: str = "ZXY",
+) -> str:
+    """An AMASS-layout SMPL+H motion as BVH text on another rig (tests of the importer).
+
+    The rig's rest pose (all channels zero) is the SMPL+H body posed by ``rest_pose`` (e.g. an
+    A-pose), and each rig joint's global rotation is its ``follows`` joint's, relative to that
+    rest pose, so ``G_smplh(t) = W^T O_rig(t) A G_rest`` exactly (``O_rig`` in the file world,
+    ``W`` AMASS world -> file world, ``A`` model frame -> file rest frame).
+
+    Args:
+        poses: ``(N, 156)`` axis-angle, AMASS world (Z up). trans: ``(N, 3)`` metres.
+        betas: ``(K,)``. body: a ``tracker.body.BodyModel``. joints: parents first.
+        rest_pose: ``(52, 3)`` axis-angle local rotations of the rest pose (model frame; the
+            root's turns the whole rest skeleton), default the T-pose.
+        unit: ``"cm"`` or ``"m"``. up: ``"y"`` or ``"z"`` (file world up). order: rotation
+            channel order (intrinsic), for every joint.
+    """
+    import torch
+
+    from tracker.body.joints import JOINT_NAMES
+    from tracker.signals.stage import R_STAGE_FROM_AMASS
+
+    idx = {n: i for i, n in enumerate(JOINT_NAMES)}
+    scale = {"cm": 100.0, "m": 1.0}[unit]
+    Rx90 = Rotation.from_euler("x", 90, degrees=True).as_matrix()
+    A, W = (np.eye(3), R_STAGE_FROM_AMASS.numpy()) if up == "y" else (Rx90, np.eye(3))
+    n = len(poses)
+    k = min(len(betas), body.num_betas)
+    b = torch.as_tensor(np.asarray(betas, np.float64)[:k], dtype=body.dtype)[None]
+    rp = np.zeros((52, 3)) if rest_pose is None else np.asarray(rest_pose, np.float64)
+    with torch.no_grad():
+        J = body.rest_joints(b)[0].double().numpy()  # (52, 3) T-pose, model frame
+        st = body.forward_axis_angle(torch.as_tensor(poses, dtype=body.dtype), b.expand(n, -1),
+                                     torch.as_tensor(trans, dtype=body.dtype))
+        rs = body.forward_axis_angle(torch.as_tensor(rp.reshape(1, 156), dtype=body.dtype), b)
+    G, x = st.rotations.double().numpy(), st.joints.double().numpy()  # AMASS world
+    Gr, xr = rs.rotations[0].double().numpy(), rs.joints[0].double().numpy()  # model frame
+    pos = {j.name: j for j in joints}
+
+    def mover(j: RigJoint) -> int:  # the SMPL+H joint whose frame carries j's place
+        return idx[j.follows if j.parent is None else pos[j.parent].follows]
+
+    def place(spec, default: str) -> np.ndarray:
+        name, shift = spec if spec is not None else (default, (0.0, 0.0, 0.0))
+        return J[idx[name]] + np.asarray(shift, np.float64)
+
+    rest = {}  # place of each rig joint in the rest pose, model frame
+    for j in joints:
+        a = mover(j)
+        rest[j.name] = xr[a] + Gr[a] @ (place(j.at, j.follows) - J[a])
+    out = ["HIERARCHY"]
+
+    def fmt(v):
+        return " ".join(f"{c:.6f}" for c in v)
+
+    def emit(j: RigJoint, depth: int):
+        ind = "\t" * depth
+        off = rest[j.name] - (rest[j.parent] if j.parent else 0.0)
+        rot = " ".join(f"{c}rotation" for c in order)
+        out.append(f"{ind}{'JOINT' if j.parent else 'ROOT'} {j.name}\n{ind}{{")
+        out.append(f"{ind}\tOFFSET {fmt(A @ off * scale)}")
+        out.append(f"{ind}\tCHANNELS 6 Xposition Yposition Zposition {rot}" if j.parent is None
+                   else f"{ind}\tCHANNELS 3 {rot}")
+        for c in joints:
+            if c.parent == j.name:
+                emit(c, depth + 1)
+        if j.end is not None:
+            f = idx[j.follows]
+            tip = xr[f] + Gr[f] @ (place(j.end, j.follows) - J[f])
+            out.append(f"{ind}\tEnd Site\n{ind}\t{{\n{ind}\t\tOFFSET "
+                       f"{fmt(A @ (tip - rest[j.name]) * scale)}\n{ind}\t}}")
+        out.append(f"{ind}}}")
+
+    roots = [j for j in joints if j.parent is None]
+    if len(roots) != 1:
+        raise ValueError(f"a rig needs exactly one root joint, got {len(roots)}")
+    emit(roots[0], 0)
+    # Global rotations in the file world: O_j = W G_f(t) (A Gr_f)^T; local = O_parent^T O_j.
+    O = {j.name: W @ G[:, idx[j.follows]] @ (A @ Gr[idx[j.follows]]).T for j in joints}
+    order_idx = []
+
+    def dfs(j: RigJoint):
+        order_idx.append(j)
+        for c in joints:
+            if c.parent == j.name:
+                dfs(c)
+
+    dfs(roots[0])
+    local = np.stack([O[j.name] if j.parent is None else
+                      np.swapaxes(O[j.parent], -1, -2) @ O[j.name] for j in order_idx], 1)
+    r, a = roots[0], mover(roots[0])
+    root_pos = (x[:, a] + G[:, a] @ (place(r.at, r.follows) - J[a])) @ W.T * scale
+    frames = np.concatenate([root_pos, _matrix_to_euler(local, order).reshape(n, -1)], 1)
+    out += ["MOTION", f"Frames: {n}", f"Frame Time: {1.0 / fps:.8f}"]
+    out += [" ".join(f"{v:.6f}" for v in row) for row in frames]
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
     """``python -m tracker.motion.bvh IN.npz OUT.bvh``: export an AMASS-layout motion."""
     import argparse

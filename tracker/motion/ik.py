@@ -53,15 +53,19 @@ def _twist_towards(G: np.ndarray, v: np.ndarray, T: np.ndarray) -> np.ndarray:
     return Rotation.from_rotvec(v * np.arctan2(b, a)[:, None]).as_matrix() @ G
 
 
-def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = None,
+                max_dev_deg: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame SMPL+H pose from target positions (and optionally orientations).
 
     Args:
         rest: ``(52, 3)`` rest joints for the clip's betas (model frame).
         target_rot: ``(N, M, 3, 3)`` wanted global orientations of the mapped joints
             (``O C``): they set the twist of single-child joints and the orientation of
-            mapped joints with nothing mapped below; otherwise twist is inherited.
+            mapped joints with nothing mapped below; otherwise twist is inherited. A
+            single-child joint whose position-given bone direction is more than
+            ``max_dev_deg`` from the one ``target_rot`` gives takes ``target_rot`` whole: the
+            two skeletons place that child differently (a short neck, a low toe), and turning
+            the joint to reach it would fold it.
 
     Returns:
         local rotations ``(N, 52, 3, 3)`` and SMPL translation ``(N, 3)``, AMASS world.
@@ -101,6 +105,8 @@ def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = N
             G[:, j] = _min_rotation(_unit(G[:, p] @ u[0]), v[:, 0]) @ G[:, p]
             if T is not None:
                 G[:, j] = _twist_towards(G[:, j], v[:, 0], T)
+                off = np.sum((T @ u[0]) * v[:, 0], -1) < np.cos(np.deg2rad(max_dev_deg))
+                G[off, j] = T[off]
         else:
             G[:, j] = _kabsch(u, v, tg.weights[[idx[d] for d in D]])
     R = G.copy()

@@ -71,6 +71,17 @@ _CGSPEED = {
              "{s}_elbow": "{S}ForeArm", "{s}_wrist": "{S}Hand",
              "{s}_middle1": "{S}HandIndex1_end", "{s}_thumb2": "{X}Thumb_end"}),
 }
+# CMU ASF/AMC skeleton converted to BVH as is (bone names as joints: a joint sits where its
+# bone starts, e.g. ``lfemur`` at the hip). ``lhipjoint``, ``lowerneck`` and ``lclavicle``
+# start at the root or thorax; the hand's orientation is ``lhand`` (``lwrist`` only twists
+# the forearm).
+_CMU_ASF = {
+    "pelvis": "hip", "spine1": "lowerback", "spine2": "upperback", "spine3": "thorax",
+    "neck": "upperneck", "head": "head",
+    **_side({"{s}_hip": "{s}femur", "{s}_knee": "{s}tibia", "{s}_ankle": "{s}foot",
+             "{s}_foot": "{s}toes", "{s}_collar": "{s}clavicle", "{s}_shoulder": "{s}humerus",
+             "{s}_elbow": "{s}radius", "{s}_wrist": "{s}hand"}),
+}
 _MIXAMO = {
     "pelvis": "Hips", "spine1": "Spine", "spine2": "Spine1", "spine3": "Spine2", "neck": "Neck",
     "head": "Head",
@@ -120,6 +131,12 @@ PROFILES: dict[str, Mapping] = {
                            unit=0.0254 / 0.45,
                            description="CMU MotionBuilder-friendly BVH (cgspeed; Hips, "
                                        "LeftUpLeg, LHipJoint, ...)"),
+    "cmu-asf": Mapping("cmu-asf", _CMU_ASF, {"spine1": 0.3, "spine2": 0.5, "spine3": 0.5,
+                                             "neck": 0.5, "left_collar": 0.3,
+                                             "right_collar": 0.3},
+                       unit=0.0254 / 0.45,
+                       description="CMU ASF/AMC skeleton as BVH (hip, lfemur, ltibia, "
+                                   "lowerback, thorax, upperneck, lhumerus, lradius, ...)"),
     "mixamo": Mapping("mixamo", _MIXAMO, {"spine1": 0.5, "spine2": 0.5, "spine3": 0.5},
                       description="Mixamo (mixamorig:Hips, LeftArm, LeftHandIndex1, ...)"),
 }

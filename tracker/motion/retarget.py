@@ -1,42 +1,50 @@
-"""Retarget BVH motion onto SMPL+H: joint positions first, limb twist from orientations.
+"""Retarget BVH motion onto SMPL+H: joint positions, and orientations where they are silent.
 
 Frames: the BVH is run through forward kinematics in its own world (file units, its up axis),
 then converted to the AMASS world (Z up, metres); every result here is in the AMASS world.
 
-The fit (per clip), robust to different skeletons and rest poses because it only uses world
-joint positions and the *changes* of world orientations, never the file's rest pose:
+The fit (per clip), robust to different skeletons, joint placements and rest poses:
 
 1. targets (``tracker.motion.targets``): mapped BVH joints' world positions ``P (N, M, 3)``
    and orientations ``O (N, M, 3, 3)`` after resampling the file's local channels to the
-   target rate (slerp); glitches interpolated, the clip cut at jumps;
-2. body shape: betas from the skeleton's bone lengths, refined jointly with the poses of a
-   subset of frames (positions of the mapped joints, a prior on the betas);
-3. analytic IK for every frame (each joint turned so that the rest directions to its next
-   mapped descendants point at their targets; Kabsch where there are several);
-4. per mapped joint a constant rotation ``C_j`` with ``G_j ~ O_j C_j`` (the two skeletons'
-   joint frames differ by a constant), estimated from the IK poses; a second IK pass takes
-   the twist of single-child joints (and the orientation of end joints) from ``O_j C_j``;
+   target rate (slerp); glitches interpolated, the clip cut at jumps; and the same joints in
+   the file's rest pose;
+2. joint-frame alignment (``tracker.motion.align``): per mapped joint a constant rotation
+   ``C_j`` with ``G_j = O_j C_j``, from the rest pose once it is verified to be a standing
+   pose (T, A, arms down), else from the motion; never from position-only IK, whose twists
+   are arbitrary and which folds joints whose child sits elsewhere than on SMPL+H (a BVH
+   head 6 cm above a low neck turned the SMPL+H neck by 150°);
+3. body shape: betas from the skeleton's bone lengths, refined jointly with the poses of a
+   subset of frames and the joint-placement offsets (initialised from the rest pose);
+4. analytic IK for every frame (each joint turned so that the rest directions to its next
+   mapped descendants point at their targets, Kabsch where there are several; twist, end
+   joints and joints whose child is placed too differently from ``O_j C_j``);
 5. refinement of all frames (Adam on rotation increments, in batches): weighted squared
-   position error + orientation term ``|G_j - O_j C_j|^2`` (gives twist where positions are
-   silent: head, feet, hands) + a small pose prior;
-6. feet on the floor: the lowest mesh vertex at z = 0 on average over grounded frames.
+   marker error + orientation term ``|G_j - O_j C_j|^2`` + human joint limits
+   (``tracker.motion.limits``) + a small pose prior;
+6. feet on the floor: the lowest mesh vertex at z = 0 on average over grounded frames;
+7. a plausibility report and, for implausible results, a refusal reason
+   (``tracker.motion.plausibility``).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from tracker.body.joints import JOINT_NAMES, PARENTS
 from tracker.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from tracker.motion.align import align, rest_offsets
 from tracker.motion.amass import NUM_BETAS
 from tracker.motion.bvh import Bvh
 from tracker.motion.ik import analytic_ik, joint_fk
+from tracker.motion.limits import limit_penalty
 from tracker.motion.mappings import Mapping, detect_profile
+from tracker.motion.plausibility import plausibility_report, refusal
 from tracker.motion.targets import RetargetError, Targets, bvh_targets
 
 # Joints whose placement differs between skeletons: their BVH joints may sit at a constant
@@ -63,10 +71,14 @@ class RetargetOptions:
     """Frames per refinement batch."""
     beta_prior: float = 3e-4
     """Weight of ``|betas|^2`` (m^2 of squared joint error per unit^2)."""
-    ori_weight: float = 3e-4
-    """Weight of the orientation (twist) term per mapped joint."""
+    ori_weight: float = 3e-3
+    """Weight of ``|G_j - O_j C_j|^2`` per mapped joint (a 5 degree error weighs like 7 mm of
+    position error): it sets what positions leave open (twists, head, hands, feet)."""
     pose_prior: float = 3e-5
     """Weight of ``|R_local - I|^2`` per joint."""
+    limit_weight: float = 0.5
+    """Weight of the squared excess (radians^2) over the joint limits
+    (``tracker.motion.limits``)."""
     offset_prior: float = 0.02
     """Weight of ``|offset|^2`` (m^2) of the joint-placement offsets of ``OFFSET_JOINTS``."""
     floor: bool = True
@@ -84,7 +96,9 @@ class RetargetResult:
     Attributes:
         poses: ``(N, 156)`` float32 axis-angle, AMASS world. trans: ``(N, 3)`` float32.
         betas: ``(16,)`` float32. fps: frame rate. error_mm: mean mapped-joint distance.
-        joint_error_mm: per SMPL+H joint name. floor_shift_mm: vertical shift applied (mean
+        joint_error_mm: per SMPL+H joint name (distances between the SMPL+H joints and the
+        mapped BVH joints, so they include the skeletons' different joint placements).
+        floor_shift_mm: vertical shift applied (mean
         over the segments, each of which is put on the floor on its own).
         segments: ``[(start, end), ...]`` continuous parts (the clip was cut at jumps).
     """
@@ -103,6 +117,14 @@ class RetargetResult:
     seconds: float
     segments: list[tuple[int, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    plausibility: dict = field(default_factory=dict)
+    """The clip's plausibility report (``tracker.motion.plausibility``)."""
+    refusal: str | None = None
+    """Why the result is not a plausible human motion (None: it is); callers that store
+    motion for training should not keep a refused clip."""
+    marker_error_mm: float = 0.0
+    """Mean distance of the mapped BVH joints from where the fit puts them on the body (the
+    joint positions plus the fitted per-clip placement offsets)."""
 
     def parts(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """``(poses, trans)`` of each continuous segment."""
@@ -146,7 +168,8 @@ def _refine(body, R0, t0, betas, offsets, P, O, C, tg, opt, iters, fit_shape, lr
         marker = x[:, jt] + (G[:, pj] @ off[..., None])[..., 0]
         loss = (((marker - P) ** 2).sum(-1) @ w
                 + ((G[:, jt] - OC) ** 2).sum((-1, -2)) @ om
-                + opt.pose_prior * ((R[:, free[1:]] - eye) ** 2).sum((1, 2, 3))).mean()
+                + opt.pose_prior * ((R[:, free[1:]] - eye) ** 2).sum((1, 2, 3))
+                + opt.limit_weight * limit_penalty(R, free)).mean()
         if fit_shape:
             loss = loss + beta_prior * (b ** 2).sum() + ((off ** 2).sum(-1) * off_w).sum()
         if step == iters:
@@ -210,6 +233,16 @@ def _floor_shift(body, R, t, betas, n_max: int = 120) -> float:
     return float(-zmin[ground].mean())
 
 
+def _alignment(tg: Targets, rest: np.ndarray) -> tuple[torch.Tensor, str, list[str]]:
+    """``C (M, 3, 3)`` with ``G_j = O_j C_j`` (``tracker.motion.align``), how, notes."""
+    C, how, notes = align(tg, rest)
+    C = torch.as_tensor(C)
+    if tg.exact and 0 in tg.joints:  # SMPL+H's own frames, up to the file's rest frame:
+        C = C[list(tg.joints).index(0)].expand_as(C).clone()  # the pelvis (determined) has it
+        how, notes = "exact", []
+    return C, how, notes
+
+
 def retarget(bvh: Bvh, body, mapping: Mapping | None = None,
              options: RetargetOptions | None = None) -> RetargetResult:
     """Fit SMPL+H pose, translation and a per-clip body shape to a BVH clip.
@@ -248,26 +281,17 @@ def _retarget(bvh: Bvh, body, mapping: Mapping | None, opt: RetargetOptions) -> 
     betas = _shape_from_bones(body, tg, K, opt.beta_prior * (0.01 if tg.exact else 1.0))
     sub = np.unique(np.linspace(0, N - 1, min(N, opt.shape_frames)).round().astype(int))
     rest = body.rest_joints(betas[None])[0].detach().numpy()
-    R0, t0 = analytic_ik(rest, tg.subset(sub))
-    no_ori = replace(tg, has_rot=np.zeros_like(tg.has_rot))
+    C, _, _ = _alignment(tg, rest)
+    R0, t0 = analytic_ik(rest, tg.subset(sub), (O[sub] @ C).numpy())
     off0 = torch.zeros(len(tg.joints), 3, dtype=torch.float64)
+    if tg.rest_pos is not None and not tg.exact:  # where each BVH joint sits on the body
+        off0 = torch.as_tensor(rest_offsets(tg, rest, C.numpy()))
     _, _, betas, offsets = _refine(body, torch.as_tensor(R0), torch.as_tensor(t0), betas, off0,
-                                   P[sub], O[sub], torch.eye(3, dtype=torch.float64), no_ori,
-                                   opt, opt.shape_iters, True)
+                                   P[sub], O[sub], C, tg, opt, opt.shape_iters, True)
 
-    # All frames: IK, constant joint-frame offsets C, refinement in batches.
+    # All frames: constant joint-frame offsets C, IK, refinement in batches.
     rest = body.rest_joints(betas[None])[0].detach().numpy()
-    R_ik, t_ik = analytic_ik(rest, tg)
-    with torch.no_grad():
-        G = joint_fk(body.rest_joints(betas[None]), torch.as_tensor(R_ik),
-                     torch.as_tensor(t_ik))[0][:, torch.as_tensor(tg.joints)]
-    M = (O.transpose(-1, -2) @ G).sum(0).numpy()
-    U, _, Vt = np.linalg.svd(M)
-    D = np.ones((len(M), 3))
-    D[:, 2] = np.sign(np.linalg.det(U @ Vt))
-    C = torch.as_tensor(U * D[:, None] @ Vt)
-    if tg.exact and 0 in tg.joints:  # SMPL+H's own frames, up to the file's rest frame:
-        C = C[list(tg.joints).index(0)].expand_as(C)  # the pelvis (fully determined) has it
+    C, how, align_notes = _alignment(tg, rest)
     R_ik, t_ik = analytic_ik(rest, tg, (O @ C).numpy())  # twist from the orientations
     R_ik, t_ik = torch.as_tensor(R_ik), torch.as_tensor(t_ik)
     Rs, ts = [], []
@@ -279,9 +303,15 @@ def _retarget(bvh: Bvh, body, mapping: Mapping | None, opt: RetargetOptions) -> 
         ts.append(t)
     R, t = torch.cat(Rs), torch.cat(ts)
 
+    jt = torch.as_tensor(tg.joints)
     with torch.no_grad():
-        J = joint_fk(body.rest_joints(betas[None]), R, t)[1][:, torch.as_tensor(tg.joints)]
-    err = (J - P).norm(dim=-1).mean(0).numpy() * 1000
+        G, X = joint_fk(body.rest_joints(betas[None]), R, t)
+    pj = torch.as_tensor([max(PARENTS[j], 0) for j in tg.joints])
+    err = (X[:, jt] - P).norm(dim=-1).mean(0).numpy() * 1000
+    marker = X[:, jt] + (G[:, pj] @ offsets[..., None])[..., 0]
+    marker_err = float((marker - P).norm(dim=-1).mean()) * 1000
+    report = plausibility_report(R, G, tg.joints, O @ C, tg.has_rot, how)
+    notes = list(tg.notes) + align_notes
     shifts = [_floor_shift(body, R[a:b], t[a:b], betas) if opt.floor else 0.0
               for a, b in tg.segments]  # per segment: a cut may change the floor
     for (a, b), sh in zip(tg.segments, shifts, strict=True):
@@ -299,7 +329,7 @@ def _retarget(bvh: Bvh, body, mapping: Mapping | None, opt: RetargetOptions) -> 
         joint_error_mm={n: round(float(e), 1) for n, e in zip(names, err, strict=True)},
         floor_shift_mm=shift * 1000, mapping=mapping.name, unit=tg.unit, up=tg.up,
         hands=tg.hands_animated, seconds=time.perf_counter() - t_start, segments=tg.segments,
-        notes=tg.notes)
+        notes=notes, plausibility=report, refusal=refusal(report), marker_error_mm=marker_err)
 
 
 __all__ = ["RetargetError", "RetargetOptions", "RetargetResult", "Targets", "bvh_targets",

@@ -49,6 +49,8 @@ class Targets:
             orient the hands). exact: the mapping's joints are the SMPL+H joints themselves.
         segments: ``[(start, end), ...]`` frame ranges of continuous motion (see
             :func:`repair_jumps`); frames outside them were removed already.
+        rest_pos: ``(M, 3)`` and rest_rot: ``(M, 3, 3)``: the mapped joints in the file's rest
+            pose (all channels zero, offsets only), same world and units as ``pos``/``rot``.
     """
 
     joints: np.ndarray
@@ -63,6 +65,8 @@ class Targets:
     exact: bool = False
     segments: list[tuple[int, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rest_pos: np.ndarray | None = None
+    rest_rot: np.ndarray | None = None
 
     def subset(self, idx) -> Targets:
         return replace(self, pos=self.pos[idx], rot=self.rot[idx])
@@ -211,6 +215,8 @@ def bvh_targets(bvh: Bvh, mapping: Mapping, fps: float | None, clean: bool = Tru
     elif not fps:
         fps = bvh.fps  # else: equal up to the file's rounding of its frame time
     R_w, p_w = world_transforms(par, R_loc, t_loc)
+    R_r, p_r = world_transforms(par, np.eye(3)[None, None].repeat(len(need), 1),
+                                bvh.offsets[need][None])  # the rest pose (zero channels)
     smpl = sorted(found)
     if not hands:  # keep only the finger bases (they orient the hand), never fit the fingers
         smpl = [j for j in smpl if j < 22 or JOINT_NAMES[j][-1] == "1"]
@@ -220,6 +226,7 @@ def bvh_targets(bvh: Bvh, mapping: Mapping, fps: float | None, clean: bool = Tru
     unit = mapping.unit or detect_unit(pos, smpl, up)
     C = UP_TO_Z[up].as_matrix()
     pos, rot = pos @ C.T * unit, C @ rot
+    rest_pos, rest_rot = p_r[0, cols] @ C.T * unit, C @ R_r[0, cols]
     segments = [(0, len(pos))]
     if clean and len(pos) > 2:
         body_cols = [k for k, j in enumerate(smpl) if j < 22]
@@ -240,4 +247,4 @@ def bvh_targets(bvh: Bvh, mapping: Mapping, fps: float | None, clean: bool = Tru
         has_rot=np.array([not bvh.is_end[found[j]] for j in smpl]),
         weights=np.array([mapping.weights.get(JOINT_NAMES[j], 1.0) for j in smpl]),
         fps=float(fps), unit=unit, up=up, hands_animated=hands, exact=mapping.exact,
-        segments=segments, notes=notes)
+        segments=segments, notes=notes, rest_pos=rest_pos, rest_rot=rest_rot)

@@ -8,8 +8,13 @@ retarget error. Clips are written as ``OUT/<path below INPUT>.npz`` with ``poses
 ``trans (N, 3)``, ``betas (16,)``, ``gender``, ``mocap_framerate`` (plus ``source``,
 ``mapping``, ``retarget_error_mm``, ``floor_shift``, ``hands_from_bvh``, ``segment``). A
 clip cut at jumps in the mocap becomes ``<name>_part<k>.npz``. ``OUT/summary.json`` keeps
-every clip's figures; clips already converted with the same settings are skipped
-(``--force`` redoes them).
+every clip's figures and its plausibility report (``tracker.motion.plausibility``); clips
+already converted (or refused) with the same settings are skipped (``--force`` redoes them).
+
+A clip whose retargeted motion is not a plausible human motion (a joint far beyond its human
+range in many frames, a head folded over or facing backwards, hands, feet or head that cannot
+follow the file's orientations) is *refused*: nothing is written for it (files an earlier run
+wrote for it are removed), and its summary entry holds the one-line reason and the report.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ import time
 from pathlib import Path
 
 SUMMARY = "summary.json"
+RETARGET_VERSION = 2
+"""Bumped when the retargeting changes, so that clips converted before are redone."""
 
 
 def add_arguments(p):
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="BVH files or folders (recursive)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--mapping", default=None, metavar="PROFILE|FILE",
-                   help="built-in profile (smplh, iclone-cc, poser, cmu-cgspeed, mixamo) or a "
-                        "JSON mapping file; default: detected per file")
+                   help="built-in profile (smplh, iclone-cc, poser, cmu-cgspeed, cmu-asf, "
+                        "mixamo) or a JSON mapping file; default: detected per file")
     p.add_argument("--fps", type=float, default=60.0, help="output frame rate (default 60)")
     p.add_argument("--body-model", default=None, metavar="PATH",
                    help="SMPL+H model file or folder (default: the bundled open model)")
@@ -71,14 +78,11 @@ def convert_clip(src: Path, name: str, out_dir: Path, mapping, settings: dict) -
 
     Raises whatever reading or fitting raises (the caller reports and skips the clip).
     """
-    import numpy as np
-
-    from tracker.motion.amass import file_digest
     from tracker.motion.bvh import read_bvh
     from tracker.motion.retarget import RetargetOptions, retarget
 
     cpu0 = time.process_time()
-    key = f"{file_digest(src)}-{json.dumps(settings, sort_keys=True)}"
+    key = _key(src, settings)
     bvh = read_bvh(src)
     if bvh.num_frames / bvh.fps < settings["min_seconds"]:
         return dict(name=name, source=str(src), skipped=f"too short ({bvh.num_frames} frames,"
@@ -86,26 +90,48 @@ def convert_clip(src: Path, name: str, out_dir: Path, mapping, settings: dict) -
     body = _body(settings["body_model"])
     res = retarget(bvh, body, mapping, RetargetOptions(fps=settings["fps"],
                                                        iters=settings["iters"]))
-    parts = res.parts()
-    files = []
-    for k, ((poses, trans), seg) in enumerate(zip(parts, res.segments, strict=True)):
-        stem = name if len(parts) == 1 else f"{name}_part{k + 1}"
-        path = out_dir / f"{stem}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, poses=poses, trans=trans, betas=res.betas, gender="neutral",
-                 mocap_framerate=np.float64(res.fps), source=str(src), mapping=res.mapping,
-                 retarget_error_mm=np.float32(res.error_mm),
-                 floor_shift=np.float32(res.floor_shift_mm / 1000),
-                 hands_from_bvh=np.bool_(res.hands), segment=np.array(seg), import_key=key)
-        files.append(path.relative_to(out_dir).as_posix())
-    frames = sum(len(p) for p, _ in parts)
-    return dict(name=name, source=str(src), files=files, key=key, frames=frames,
-                seconds=frames / res.fps, fps=res.fps, error_mm=round(res.error_mm, 2),
-                joint_error_mm=res.joint_error_mm, floor_shift_mm=round(res.floor_shift_mm, 1),
-                mapping=res.mapping, unit=res.unit, up=res.up, hands_from_bvh=res.hands,
-                betas=[round(float(b), 3) for b in res.betas], notes=res.notes,
-                fit_seconds=round(res.seconds, 1),
+    info = dict(name=name, source=str(src), key=key, mapping=res.mapping,
+                error_mm=round(res.error_mm, 2), marker_error_mm=round(res.marker_error_mm, 2),
+                joint_error_mm=res.joint_error_mm, unit=res.unit, up=res.up, notes=res.notes,
+                plausibility=res.plausibility, fit_seconds=round(res.seconds, 1))
+    if res.refusal:
+        return dict(info, refused=res.refusal,
+                    cpu_seconds=round(time.process_time() - cpu0, 1))
+    files = _write_parts(res, name, src, out_dir, key)
+    frames = sum(len(p) for p, _ in res.parts())
+    return dict(info, files=files, frames=frames, seconds=frames / res.fps, fps=res.fps,
+                floor_shift_mm=round(res.floor_shift_mm, 1), hands_from_bvh=res.hands,
+                betas=[round(float(b), 3) for b in res.betas],
                 cpu_seconds=round(time.process_time() - cpu0, 1))
+
+
+def _write_parts(res, name: str, src: Path, out_dir: Path, key: str) -> list[str]:
+    """Write a result's segments as ``.npz`` files (each to a temporary name first, renamed
+    once all are written, so that a failure leaves no partial clip). Returns their paths
+    relative to ``out_dir``."""
+    import numpy as np
+
+    parts = res.parts()
+    done = []
+    try:
+        for k, ((poses, trans), seg) in enumerate(zip(parts, res.segments, strict=True)):
+            stem = name if len(parts) == 1 else f"{name}_part{k + 1}"
+            path = out_dir / f"{stem}.npz"
+            tmp = path.with_name(path.stem + ".partial.npz")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, poses=poses, trans=trans, betas=res.betas, gender="neutral",
+                     mocap_framerate=np.float64(res.fps), source=str(src), mapping=res.mapping,
+                     retarget_error_mm=np.float32(res.error_mm),
+                     floor_shift=np.float32(res.floor_shift_mm / 1000),
+                     hands_from_bvh=np.bool_(res.hands), segment=np.array(seg), import_key=key)
+            done.append((tmp, path))
+    except BaseException:
+        for tmp, _ in done:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in done:
+        tmp.replace(path)
+    return [path.relative_to(out_dir).as_posix() for _, path in done]
 
 
 def _job(args):
@@ -118,52 +144,118 @@ def _job(args):
         return dict(name=name, source=str(src), failed=f"{type(exc).__name__}: {exc}")
 
 
-def _up_to_date(entry: dict | None, src: Path, out_dir: Path, settings: dict) -> bool:
-    if not entry or "files" not in entry:
-        return False
+def _key(src: Path, settings: dict) -> str:
     from tracker.motion.amass import file_digest
 
-    key = f"{file_digest(src)}-{json.dumps(settings, sort_keys=True)}"
-    return entry.get("key") == key and all((out_dir / f).is_file() for f in entry["files"])
+    return f"{file_digest(src)}-{json.dumps(settings, sort_keys=True)}"
+
+
+def _up_to_date(entry: dict | None, src: Path, out_dir: Path, settings: dict) -> bool:
+    """Converted (or refused) before from the same file with the same settings."""
+    if not entry or ("files" not in entry and "refused" not in entry):
+        return False
+    if entry.get("key") != _key(src, settings):
+        return False
+    return all((out_dir / f).is_file() for f in entry.get("files", []))
+
+
+def _remove_files(entry: dict | None, out_dir: Path, keep=()) -> None:
+    """Delete the files an earlier run wrote for a clip that this run did not write again
+    (the clip is now refused, or cut into fewer parts)."""
+    for f in set((entry or {}).get("files", [])) - set(keep):
+        (out_dir / f).unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------ summary
 def summarize(entries: dict) -> dict:
-    """Totals over converted clips: counts, frames, hours, retarget errors per source."""
+    """Totals over converted clips: counts, frames, hours, retarget errors per source, refused
+    clips and clips with joint-limit violations."""
     import numpy as np
 
     ok = [e for e in entries.values() if "files" in e]
-    by_src: dict[str, list[float]] = {}
-    for e in ok:
-        by_src.setdefault(e["name"].split("/")[0] if "/" in e["name"] else ".", []).append(
-            e["error_mm"])
+    by_src: dict[str, list[dict]] = {}
+    for e in entries.values():
+        by_src.setdefault(e["name"].split("/")[0] if "/" in e["name"] else ".", []).append(e)
     errs = [e["error_mm"] for e in ok]
+
+    def stats(es: list[dict]) -> dict:
+        good = [e for e in es if "files" in e]
+        v = [e["error_mm"] for e in good]
+        m = [e["marker_error_mm"] for e in good if "marker_error_mm" in e]
+        return dict(clips=len(good), refused=sum("refused" in e for e in es),
+                    with_violations=sum(_violated(e) for e in good),
+                    median_error_mm=round(float(np.median(v)), 2) if v else None,
+                    max_error_mm=round(float(np.max(v)), 2) if v else None,
+                    median_marker_error_mm=round(float(np.median(m)), 2) if m else None)
+
     return dict(
         clips=len(ok), failed=sum("failed" in e for e in entries.values()),
         skipped=sum("skipped" in e for e in entries.values()),
+        refused=sum("refused" in e for e in entries.values()),
+        with_violations=sum(_violated(e) for e in ok),
         files=sum(len(e["files"]) for e in ok), frames=sum(e["frames"] for e in ok),
         hours=round(sum(e["seconds"] for e in ok) / 3600, 4),
         cpu_seconds=round(sum(e.get("cpu_seconds", 0.0) for e in ok)),
         median_error_mm=round(float(np.median(errs)), 2) if errs else None,
         mean_error_mm=round(float(np.mean(errs)), 2) if errs else None,
         max_error_mm=round(float(np.max(errs)), 2) if errs else None,
-        per_source={k: dict(clips=len(v), median_error_mm=round(float(np.median(v)), 2),
-                            max_error_mm=round(float(np.max(v)), 2))
-                    for k, v in sorted(by_src.items())})
+        per_source={k: stats(v) for k, v in sorted(by_src.items()) if any(
+            "files" in e or "refused" in e for e in v)})
+
+
+def _violated(e: dict) -> bool:
+    return bool(e.get("plausibility", {}).get("limit_violations"))
 
 
 def print_summary(t: dict, seconds: float | None = None) -> None:
     print(f"clips converted: {t['clips']} ({t['files']} files), failed: {t['failed']}, "
-          f"skipped: {t['skipped']}")
+          f"skipped: {t['skipped']}, refused as implausible: {t.get('refused', 0)}")
     print(f"motion: {t['frames']} frames, {t['hours']:.3f} h")
     if t["median_error_mm"] is not None:
         print(f"retarget error (mean mapped-joint distance): median {t['median_error_mm']} mm, "
               f"mean {t['mean_error_mm']} mm, max {t['max_error_mm']} mm")
         for src, s in t["per_source"].items():
-            print(f"  {src}: {s['clips']} clips, median {s['median_error_mm']} mm, "
-                  f"max {s['max_error_mm']} mm")
+            extra = "".join(f", {s[k]} {w}" for k, w in (("refused", "refused"), (
+                "with_violations", "with limit violations")) if s.get(k))
+            if s.get("clips"):
+                print(f"  {src}: {s['clips']} clips, median {s['median_error_mm']} mm, "
+                      f"max {s['max_error_mm']} mm{extra}")
+            elif extra:
+                print(f"  {src}: 0 clips{extra}")
+    if t.get("with_violations"):
+        print(f"clips with joint-limit violations (kept): {t['with_violations']}")
     if seconds is not None:
         print(f"time: {seconds:.0f} s wall, {t['cpu_seconds']} s CPU in the fits")
+
+
+def plausibility_row(e: dict) -> str:
+    """One table row of a clip's plausibility report (see :func:`print_plausibility`)."""
+    p = e.get("plausibility") or {}
+    if not p:
+        return f"| {e['name']} | | | | | | | {e.get('failed') or e.get('skipped', '')} |"
+    end = p.get("end_error_deg", {})
+    worst = max(end.items(), key=lambda kv: kv[1]["median"], default=None)
+    viol = ", ".join(f"{k} {v['max_deg']:.0f}° ({100 * v['frames']:.0f}%)"
+                     for k, v in p.get("limit_violations", {}).items()) or "none"
+    status = f"refused: {e['refused']}" if "refused" in e else "ok"
+    return (f"| {e['name']} | {e['error_mm']:.1f} / {e.get('marker_error_mm', 0):.1f} | "
+            f"{p['head_up']['median']:+.2f} ({p['head_up']['p5']:+.2f}) | "
+            f"{p['head_facing_deg']['median']:.0f} ({p['head_facing_deg']['p95']:.0f}) | "
+            + (f"{worst[0]} {worst[1]['median']:.1f} ({worst[1]['p95']:.1f})" if worst else "-")
+            + f" | {viol} | {p.get('alignment', '')} | {status} |")
+
+
+def print_plausibility(entries: list[dict]) -> None:
+    """The per-clip plausibility table of this run's clips (markdown)."""
+    rows = [e for e in entries if "plausibility" in e]
+    if not rows:
+        return
+    print("| clip | error / marker mm | head up: median (p5) | head vs pelvis yaw °: median "
+          "(p95) | worst end joint ° vs source: median (p95) | limit violations | alignment "
+          "| status |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for e in rows:
+        print(plausibility_row(e))
 
 
 def _read_summary(path: Path) -> dict:
@@ -210,22 +302,28 @@ def run(args) -> int:
     entries = _read_summary(summary_path).get("clips", {})
     settings = dict(fps=args.fps, iters=args.iters, min_seconds=args.min_seconds,
                     mapping=args.mapping, body_model=args.body_model,
-                    body=_body(args.body_model).fingerprint)
+                    body=_body(args.body_model).fingerprint, retarget=RETARGET_VERSION)
     todo = [(f, n) for f, n in files
             if args.force or not _up_to_date(entries.get(n), f, out, settings)]
     print(f"{len(files)} BVH files, {len(files) - len(todo)} already converted, "
           f"converting {len(todo)} -> {out}")
     t0 = time.perf_counter()
     jobs = [(f, n, out, mapping, settings) for f, n in todo]
-    results = _run_jobs(jobs, max(1, args.jobs))
-    for r in results:
-        entries[r["name"]] = r
-        if "failed" in r:
+    done = []
+    for r in _run_jobs(jobs, max(1, args.jobs)):
+        if "files" in r or "refused" in r:
+            _remove_files(entries.get(r["name"]), out, keep=r.get("files", []))
+        if "refused" in r:
+            print(f"refused: {r['source']}: {r['refused']}")
+        elif "failed" in r:
             print(f"failed: {r['source']}: {r['failed']}")
         elif "skipped" in r:
             print(f"skipped: {r['source']}: {r['skipped']}")
+        entries[r["name"]] = r
+        done.append(r)
         _write_summary(summary_path, settings, entries)
     totals = _write_summary(summary_path, settings, entries)
+    print_plausibility(sorted(done, key=lambda e: e["name"]))
     print_summary(totals, time.perf_counter() - t0)
     print(f"summary: {summary_path}")
     return 0 if totals["clips"] else 1

@@ -1,0 +1,111 @@
+"""Is a retargeted clip a plausible human motion? A per-clip report and a refusal reason.
+
+Frames: AMASS world (Z up); SMPL+H joint frames are the model's (at the T-pose: Y up, facing
++Z), so a joint's up axis is column 1 and its facing column 2 of its global rotation.
+
+The report (:func:`plausibility_report`), as stored in ``summary.json`` by ``trainer
+import-bvh``:
+
+* ``limit_violations``: per joint whose local rotation leaves its human range
+  (``tracker.motion.limits``) by more than ``LIMIT_TOL_DEG`` in some frame: the share of
+  frames, the largest excess and which range (twist, swing1, swing2);
+* ``head_up``: the head's up axis dotted with world up (median and 5th percentile; about
+  +0.95 for a walking person, negative for a head upside down);
+* ``head_torso_deg``: angle between the head's and the upper torso's (spine3) up axes, and
+  ``head_facing_deg``: the head's heading relative to the pelvis' about world up (median and
+  95th percentile of the absolute value; a head facing backwards is near 180);
+* ``end_error_deg``: per mapped end joint (head, wrists, ankles), the angle between the fitted
+  global orientation and the source's after alignment (``O_j C_j``), median and 95th
+  percentile: how well the pose follows what the file says where positions are silent;
+* ``alignment``: how the joint frames were aligned (``rest`` pose or ``motion``, see
+  ``tracker.motion.align``).
+
+:func:`refusal` turns a report into a one-line reason to refuse the clip (or None).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tracker.body.joints import JOINT_NAMES
+from tracker.motion.limits import violations
+
+LIMIT_TOL_DEG = 10.0
+"""Excess over a joint range that counts as a violation."""
+MAX_VIOLATION_SHARE = 0.05
+"""A joint may violate its range in at most this share of the frames."""
+MAX_END_ERROR_DEG = 20.0
+"""Median orientation error of an end joint against the source beyond which a clip is refused."""
+MAX_HEAD_TORSO_DEG = 60.0
+"""Median angle between the head's and the upper torso's up axes beyond which a clip is
+refused (neck and head flexion together reach about 90°, but not for most of a clip)."""
+MAX_HEAD_FACING_DEG = 75.0
+"""Median heading of the head relative to the pelvis beyond which a clip is refused (cervical
+rotation reaches about 80°, AAOS, and the trunk adds some; a clip's median is normally within
+15°, a fighting stance's about 45°)."""
+END_JOINTS = ("head", "left_wrist", "right_wrist", "left_ankle", "right_ankle")
+_HEAD, _SPINE3, _PELVIS = (JOINT_NAMES.index(n) for n in ("head", "spine3", "pelvis"))
+
+
+def _stats(x: np.ndarray, q: float) -> dict[str, float]:
+    return dict(median=round(float(np.median(x)), 3), **{f"p{q:g}": round(
+        float(np.percentile(x, q)), 3)})
+
+
+def _angles(Ra: torch.Tensor, Rb: torch.Tensor) -> np.ndarray:
+    """Degrees between rotation stacks ``(..., 3, 3)``."""
+    tr = (Ra.transpose(-1, -2) @ Rb).diagonal(dim1=-2, dim2=-1).sum(-1)
+    return torch.rad2deg(torch.arccos(((tr - 1) / 2).clamp(-1, 1))).numpy()
+
+
+def _heading(v: torch.Tensor) -> torch.Tensor:
+    """Angle (radians) of vectors ``(N, 3)`` about world Z (their horizontal direction)."""
+    return torch.atan2(v[:, 1], v[:, 0])
+
+
+def plausibility_report(R_local: torch.Tensor, G: torch.Tensor, joints, OC: torch.Tensor,
+                        has_rot, alignment: str) -> dict:
+    """The report (see the module notes) of a fitted clip.
+
+    Args:
+        R_local: ``(N, 52, 3, 3)`` local rotations; G: ``(N, 52, 3, 3)`` global rotations,
+            AMASS world. joints: ``(M,)`` mapped SMPL+H joints; OC: ``(N, M, 3, 3)`` source
+            orientations after alignment; has_rot: ``(M,)`` which of them carry orientations.
+    """
+    G = G.double()
+    up = G[:, _HEAD, :, 1]
+    torso = (up * G[:, _SPINE3, :, 1]).sum(-1).clamp(-1, 1)
+    yaw = _heading(G[:, _HEAD, :, 2]) - _heading(G[:, _PELVIS, :, 2])
+    yaw = torch.rad2deg(torch.remainder(yaw + np.pi, 2 * np.pi) - np.pi).abs()
+    end = {}
+    for k, j in enumerate(int(j) for j in joints):
+        if JOINT_NAMES[j] in END_JOINTS and has_rot[k]:
+            end[JOINT_NAMES[j]] = _stats(_angles(G[:, j], OC[:, k].double()), 95)
+    return dict(
+        limit_violations=violations(R_local, LIMIT_TOL_DEG),
+        head_up=_stats(up[:, 2].numpy(), 5),
+        head_torso_deg=_stats(torch.rad2deg(torch.arccos(torso)).numpy(), 95),
+        head_facing_deg=_stats(yaw.numpy(), 95),
+        end_error_deg=end,
+        alignment=alignment,
+    )
+
+
+def refusal(report: dict) -> str | None:
+    """A one-line reason why the clip is not a plausible human motion, or None."""
+    if report["head_torso_deg"]["median"] > MAX_HEAD_TORSO_DEG:
+        return (f"head folded over: {report['head_torso_deg']['median']:.0f}° from the torso's "
+                "up axis (median)")
+    if report["head_facing_deg"]["median"] > MAX_HEAD_FACING_DEG:
+        return (f"head faces {report['head_facing_deg']['median']:.0f}° away from the pelvis "
+                "(median)")
+    for name, v in report["limit_violations"].items():
+        if v["frames"] > MAX_VIOLATION_SHARE:
+            return (f"{name} beyond its human range ({v['what']}) by up to {v['max_deg']:.0f}° "
+                    f"in {100 * v['frames']:.0f}% of frames")
+    for name, v in report["end_error_deg"].items():
+        if v["median"] > MAX_END_ERROR_DEG:
+            return (f"{name} orientation {v['median']:.0f}° from the source's (median): the "
+                    "joint frames could not be aligned")
+    return None
