@@ -61,5 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                    "Real-time SMPL+H body tracking from headset signals (see README.md).")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m tracker.cli: run the importable module, so that the
+    # commands' ``UserError`` (imported from tracker.cli) is the class caught above
+    from tracker.cli import main as _main
+
+    sys.exit(_main())

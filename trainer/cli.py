@@ -24,5 +24,8 @@ def main(argv: list[str] | None = None) -> int:
                    "Offline jobs: motion data, training and evaluation of the fitter.")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m trainer.cli: run the importable module, so that the
+    # commands' ``UserError`` (imported from tracker.cli) is the class caught above
+    from trainer.cli import main as _main
+
+    sys.exit(_main())

@@ -28,7 +28,8 @@ def add_arguments(p):
     p.add_argument("--layers", type=int, default=2, help="GRU layers with --hidden (default 2)")
     p.add_argument("--iterations", type=int, default=None, help="override N iterations")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch / engine CPU threads (default: torch's default)")
+                   help="torch / engine CPU threads (default: all cores but one, at most 8, "
+                        "as serve uses)")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="engine cache (default: $FITSTREAM_CACHE or ~/.cache/fitstream/engines)")
 
@@ -140,15 +141,13 @@ def run(args) -> int:
     import json
     import time
 
-    import torch
-
     from engines.base import available_engines, make_engine, resolve_engine_name
     from engines.buckets import MAX_BUCKET
     from engines.streams import make_streams
     from tracker.cli import UserError
+    from tracker.server.build import set_threads
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if any(b < 1 or b > MAX_BUCKET for b in args.batch):
         raise UserError(f"--batch values must be in 1..{MAX_BUCKET}")
     fitter = build_fitter(args)

@@ -15,6 +15,9 @@ def add_arguments(p):
     p.add_argument("--visibility", choices=("device", "half-space"), default="half-space")
     p.add_argument("--checkpoint", default=None, help="fitter checkpoint (default: bundled)")
     p.add_argument("--engine", default="auto", help="engine backend (default: auto)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads for the fit (default: all cores but one, at most 8; "
+                        "more threads only add latency on a busy machine)")
 
 
 def run(args) -> int:
@@ -22,22 +25,27 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from engines import make_engine
+    from engines import EngineError, make_engine
     from tracker.cli import UserError
     from tracker.fitter.checkpoint import CheckpointError, load_fitter
     from tracker.fitter.theta import theta_to_axis_angle
     from tracker.motion.procedural import generate_motion
+    from tracker.server.build import set_threads
     from tracker.signals.device import DeviceModel
     from tracker.signals.headset import head_to_hmd
     from tracker.signals.motion import motion_signals
     from tracker.stream import NS_PER_S, StreamState, fit_tick
 
+    set_threads(args.threads)
     try:
         fitter = load_fitter(args.checkpoint)
     except CheckpointError as exc:
         raise UserError(str(exc)) from exc
     body = fitter.body
-    engine = make_engine(args.engine, fitter)
+    try:
+        engine = make_engine(args.engine, fitter)
+    except EngineError as exc:
+        raise UserError(str(exc)) from exc
     motion = generate_motion(None, args.seconds, args.rate, args.seed)
     clean, truth, _ = motion_signals(body, motion["poses"], motion["trans"], motion["betas"],
                                      mode=args.visibility)

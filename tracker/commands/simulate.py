@@ -11,8 +11,11 @@ from tracker.protocol import DEFAULT_INGEST
 
 
 def add_arguments(p):
-    p.add_argument("motion", nargs="+", metavar="MOTION",
-                   help="AMASS .npz, .bvh, or 'procedural[:walk,turn,reach,crouch,wave,idle]'")
+    from tracker.signals.headset import DEFAULT_HMD_OFFSET
+
+    p.add_argument("motion", nargs="*", default=["procedural"], metavar="MOTION",
+                   help="AMASS .npz, .bvh, or 'procedural[:walk,turn,reach,crouch,wave,idle]' "
+                        "(default: procedural)")
     p.add_argument("--connect", default=DEFAULT_INGEST, metavar="ADDR",
                    help=f"the server's ingest address (default {DEFAULT_INGEST})")
     p.add_argument("--rate", type=float, default=90.0, help="frames per second (default 90)")
@@ -31,7 +34,8 @@ def add_arguments(p):
                    help="device error model: none, clean, consumer, degraded (default consumer)")
     p.add_argument("--hmd-offset", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
                    help="the users' headset origin in the head-joint frame, metres "
-                        "(default: the library default 0 0.07 0.09)")
+                        "(default: the library default "
+                        f"{' '.join(f'{v:g}' for v in DEFAULT_HMD_OFFSET)})")
     p.add_argument("--floor-offset", type=float, default=0.0, metavar="M",
                    help="the headset's floor error: added to every published y (the matching "
                         "calibration profile has floor_offset = -M)")
