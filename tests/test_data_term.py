@@ -7,7 +7,7 @@ from synthetic_models import write_amass_npz, write_open_style_npz
 
 from tracker.body import load_body_model
 from tracker.body.kinematics_vjp import rotation_6d_vjp
-from tracker.fitter.data_term import THETA_DIM, data_term, split_theta
+from tracker.fitter.data_term import THETA_DIM, DataTermConfig, data_term, split_theta
 from tracker.geometry import axis_angle_to_matrix, matrix_to_rotation_6d, rotation_6d_to_matrix
 from tracker.signals.headset import head_to_hmd, signals_from_state
 
@@ -69,9 +69,25 @@ def test_zero_at_the_truth(body):
     d6, tr = split_theta(target)
     betas = torch.zeros(2, 4, dtype=F64)
     sig = signals_from_state(body(rotation_6d_to_matrix(d6), betas, tr))
-    out = data_term(body, target, betas, sig, head_to_hmd(dtype=F64))
+    no_floor = DataTermConfig(floor=0.0)  # a random pose's feet are not on the floor
+    out = data_term(body, target, betas, sig, head_to_hmd(dtype=F64), no_floor)
     assert out.loss.abs().max() < 1e-20 and out.grad.abs().max() < 1e-9
     assert out.residual_m.max() < 1e-10
+
+
+def test_floor_term_holds_a_standing_body_and_pulls_a_floating_one_down(body):
+    from tracker.geometry.rotations import matrix_to_rotation_6d
+
+    rest = matrix_to_rotation_6d(torch.eye(3, dtype=F64).expand(2, 52, 3, 3)).reshape(2, -1)
+    betas = torch.zeros(2, 4, dtype=F64)
+    sole = body.v_template[:, 1].min()  # rest pose, mean shape: stand the body on the floor
+    tr = torch.tensor([[0.0, -float(sole), 0.0], [0.0, 0.1 - float(sole), 0.0]], dtype=F64)
+    theta = torch.cat([rest, tr], -1)
+    sig = signals_from_state(body(rotation_6d_to_matrix(rest.reshape(2, 52, 6)), betas, tr))
+    out = data_term(body, theta, betas, sig, head_to_hmd(dtype=F64))
+    # standing on both feet: the floor residual is the soft minimum's offset, 3.5 mm at most
+    assert out.loss[0] < (0.5 * 0.0035) ** 2
+    assert out.grad[1, -2] > 0 and out.grad[1, -2] > 10 * out.grad[0, -2].abs()  # down
 
 
 def test_invisible_hands_do_not_pull(body):

@@ -120,8 +120,10 @@ def test_streaming_carries_state_and_per_frame_is_the_engine_with_reset(setup, b
                   key=lambda s: -s.frames)
     out = stream(make_engine("eager", fitter), seqs, "full", T_hmd)
     assert [o.shape[0] for o in out] == [s.frames for s in seqs] == [9, 6]
-    # the second sequence alone, frame by frame with carried state, gives the same fit
+    # the second sequence alone, frame by frame with carried state, gives the same fit (alone:
+    # an untrained network amplifies the float32 differences of another batch size)
     s = seqs[1]
+    (alone,) = stream(make_engine("eager", fitter), [s], "full", T_hmd)
     theta = hidden = motion = None
     dt = torch.tensor([1.0 / s.fps])
     with torch.no_grad():
@@ -129,7 +131,7 @@ def test_streaming_carries_state_and_per_frame_is_the_engine_with_reset(setup, b
             o = fitter(s.signals["full"].map(lambda x, t=t: x[t : t + 1]), s.betas[None], T_hmd,
                        theta, hidden, torch.tensor([t == 0]), motion_prev=motion, dt=dt)
             theta, hidden, motion = o.theta, o.hidden, o.motion
-            assert torch.allclose(o.theta[0], out[1][t], atol=1e-3)  # velocities amplify f32
+            assert torch.allclose(o.theta[0], alone[t], atol=5e-4)
     # per-frame fits: every frame from Φ, Φh, with the motion history the stream has
     theta_pf, its = per_frame(fitter, s.signals["full"], s.betas, T_hmd, chunk=4, iterates=True,
                               fps=s.fps)

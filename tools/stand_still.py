@@ -21,8 +21,9 @@ import msgpack
 import numpy as np
 import torch
 
+from tracker.body.joints import FOOT_JOINTS as FEET
+
 KNEES = (4, 5)
-FEET = (7, 8, 10, 11)
 LIMITS = {"knee_deg": 20.0, "feet_cm": 5.0, "pelvis_cm": 6.0}
 
 

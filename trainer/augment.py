@@ -24,14 +24,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tracker.body.joints import JOINT_NAMES
+from tracker.body.joints import FOOT_JOINTS, JOINT_NAMES
 from tracker.motion.amass import MotionClip, resample_motion
 
 AUGMENTATIONS = ("mirror", "speed", "shape")
 SPEED_RANGE = (0.8, 1.25)
 SHAPE_STD = 0.8
-_FEET = [JOINT_NAMES.index(n) for n in ("left_ankle", "right_ankle", "left_foot",
-                                        "right_foot")]
+_FEET = list(FOOT_JOINTS)
 
 
 def _mirror_permutation() -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tracker.body.joints import FOOT_JOINTS
 from tracker.body.kinematics import BodyModel
 from tracker.fitter.theta import split_theta
 from tracker.geometry.rotations import rotation_6d_to_matrix
@@ -150,7 +151,6 @@ def velocity_loss(joints: list[tuple[Tensor, Tensor]]) -> Tensor:
     return torch.stack(errs).mean()
 
 
-FOOT_JOINTS = (7, 8, 10, 11)  # left/right ankle, left/right foot (SMPL+H order)
 CONTACT_SPEED = 0.3  # m/s: a foot joint slower than this ...
 CONTACT_HEIGHT = 0.15  # m: ... and lower than this is in contact
 

@@ -30,6 +30,9 @@ HEAD = JOINT_NAMES.index("head")
 LEFT_WRIST = JOINT_NAMES.index("left_wrist")
 RIGHT_WRIST = JOINT_NAMES.index("right_wrist")
 WRISTS = (LEFT_WRIST, RIGHT_WRIST)
+# The joints that touch the floor when standing: left/right ankle, left/right foot (ball).
+FOOT_JOINTS = tuple(JOINT_NAMES.index(n) for n in ("left_ankle", "right_ankle", "left_foot",
+                                                  "right_foot"))
 
 # Fingertip order used everywhere (protocol.md, OpenXR): thumb, index, middle, ring, little.
 TIP_NAMES = ("thumb", "index", "middle", "ring", "little")

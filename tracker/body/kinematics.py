@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tracker.body.joints import HEAD, NUM_JOINTS, WRISTS, depth_levels
+from tracker.body.joints import FOOT_JOINTS, HEAD, NUM_JOINTS, WRISTS, depth_levels
 from tracker.body.model_file import BodyModelData, read_model_file, to_smplx
 from tracker.geometry.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
 from tracker.geometry.transforms import make_transform
@@ -167,6 +167,15 @@ class BodyModel(nn.Module):
         for n, j in enumerate((HEAD, *WRISTS)):
             obs[j, n] = 1.0
         self.register_buffer("observed_select", obs, persistent=False)
+        # the foot joints (ankles, feet) and their heights above the sole standing at rest
+        # (mean shape): where they are when a foot is on the floor (the fitter's floor term)
+        feet = torch.zeros(P, 4, **f64)
+        for n, j in enumerate(FOOT_JOINTS):
+            feet[j, n] = 1.0
+        self.register_buffer("foot_select", feet, persistent=False)
+        sole = v_t[:, 1].min()
+        self.register_buffer("foot_heights", self.j_template[list(FOOT_JOINTS), 1] - sole,
+                             persistent=False)
         pad = torch.zeros(P + 1, 4, 4, **f64)
         pad[:P, 3, 3] = 1.0
         pad[P] = torch.eye(4, **f64)

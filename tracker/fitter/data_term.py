@@ -6,7 +6,12 @@
   rotation matrices (scaled by ``rot_scale`` metres, so both read as lengths);
 * ρ is a robust norm (pseudo-Huber / Charbonnier with scale ``c``, one of Barron's family):
   ``ρ(r) = 2c²(sqrt(1 + |r|²/c²) - 1)``, quadratic near zero and linear beyond ``c``;
-* fingertips enter only where the hand is visible *and* the tips were reported.
+* fingertips enter only where the hand is visible *and* the tips were reported;
+* a floor term (ours, not in the paper): a user stands on the floor, so the lowest foot joint
+  should be where it is when standing (``BodyModel.foot_heights`` above the floor, y = 0 in
+  the canonical frame): ``ρ(w_F · softmin_k(y_k - h_k))`` over the ankles and feet, softmin
+  with a 5 mm temperature. It is the one term that tells the fit where the legs end; a jump
+  costs it a little for a few frames.
 
 Θ is ``(B, 315)``: 52 joint rotations in 6D (``(B, 52, 6)`` flattened) then the root
 translation. Everything is in one frame (the fitter's canonical frame at run time).
@@ -16,6 +21,7 @@ compiles to one graph.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +38,7 @@ __all__ = ["RESIDUAL_DIM", "THETA_DIM", "DataTermConfig", "DataTermOutput", "dat
            "split_theta"]
 
 RESIDUAL_DIM = 12 + 2 * 12 + 2 * 15  # head, two wrists (pos 3 + rot 9), 2 x 5 tips
+FLOOR_SOFTMIN_M = 0.005  # temperature of the soft minimum over the foot joints' heights
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,8 @@ class DataTermConfig:
     Attributes:
         rot_scale: metres per unit of rotation-matrix Frobenius difference.
         robust_scale: ``c`` of the robust norm, metres.
-        head, wrist, tips: per-term weights.
+        head, wrist, tips, floor: per-term weights (``floor``: 0 in checkpoints from before
+            the floor term).
     """
 
     rot_scale: float = 0.1
@@ -49,6 +57,7 @@ class DataTermConfig:
     head: float = 1.0
     wrist: float = 1.0
     tips: float = 0.5
+    floor: float = 0.5
 
 
 @dataclass
@@ -128,7 +137,15 @@ def data_term(
     l_wp, d_wp = _robust(r_wp, c)
     l_wr, d_wr = _robust(r_wr, c)
     l_tp, d_tp = _robust(r_tp, c)
-    loss = l_hp + l_hr + l_wp.sum(-1) + l_wr.sum(-1) + l_tp.sum((-1, -2))
+    # floor: soft minimum over the foot joints of their height above where they stand
+    h = state.joints[..., 1] @ body.foot_select.to(dt) - body.foot_heights.to(dt)  # (B, 4)
+    soft = torch.softmax(-h / FLOOR_SOFTMIN_M, -1)
+    # -τ log Σ exp(-h/τ) is τ·ln(n) below the minimum when n joints are down; +τ·ln 2 centres
+    # it for one or both feet on the floor (2 to 4 joints): within ±3.5 mm
+    softmin = -FLOOR_SOFTMIN_M * (torch.logsumexp(-h / FLOOR_SOFTMIN_M, -1) - math.log(2.0))
+    r_fl = cfg.floor * softmin[:, None]
+    l_fl, d_fl = _robust(r_fl, c)
+    loss = l_hp + l_hr + l_wp.sum(-1) + l_wr.sum(-1) + l_tp.sum((-1, -2)) + l_fl
     residuals = torch.cat(
         [r_hp, r_hr, r_wp[:, 0], r_wr[:, 0], r_wp[:, 1], r_wr[:, 1], r_tp.reshape(B, 30)], -1
     )
@@ -147,6 +164,9 @@ def data_term(
     sel = body.observed_select  # (52, 3): head, left wrist, right wrist
     g_R = torch.einsum("jn,bnrc->bjrc", sel, torch.cat([g_R_head[:, None], g_RW], 1))
     g_t = torch.einsum("jn,bnc->bjc", sel, torch.cat([g_pH[:, None], g_pW], 1))
+    g_floor = (cfg.floor * d_fl) * soft  # (B, 4): d loss / d y of each foot joint
+    g_t = g_t + torch.einsum("jn,bn->bj", body.foot_select.to(dt), g_floor)[..., None] \
+        * g_t.new_tensor([0.0, 1.0, 0.0])
     g_tips = cfg.tips * tips_on[..., None, None] * d_tp
 
     g_w, g_transl = kinematics_vjp_tangent(body, rotmats, betas, state.rotations, state.joints,

@@ -93,7 +93,7 @@ class FitterConfig:
         d = dict(d)
         d.setdefault("carry", 1.0)  # written before the carry gate existed
         d.setdefault("motion", False)  # written before the motion features existed
-        d["data_term"] = DataTermConfig(**d.get("data_term", {}))
+        d["data_term"] = DataTermConfig(**{"floor": 0.0, **d.get("data_term", {})})
         return cls(**d)
 
 

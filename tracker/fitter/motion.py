@@ -163,8 +163,10 @@ def motion_step(sig: HeadsetSignals, state: Tensor | None, dt: Tensor | None,
         ema, w = new[name]
         parts += [ema.reshape(B, -1), w]
     # Trajectory: push a sample when HISTORY_STEP has passed (at once after a reset).
-    age = prev["history_age"] + dt + r * HISTORY_STEP
-    push = (age >= HISTORY_STEP).to(dtype)[:, None, None]
+    age = (prev["history_age"] + dt) * keep + r * HISTORY_STEP
+    # (1 ms early: frame rates that divide the step, 30/60/90 Hz, push on a fixed frame
+    # whatever the rounding of their frame times)
+    push = (age >= HISTORY_STEP - 1e-3).to(dtype)[:, None, None]
     sample = torch.cat([head_p, n_wrist_p.reshape(B, 6), vis, head_p.new_ones(B, 1)], -1)
     shifted = torch.cat([sample[:, None], prev["history"][:, :-1]], 1)
     history = push * shifted + (1 - push) * prev["history"]
