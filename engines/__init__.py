@@ -7,12 +7,10 @@ from engines.base import (
     FitBatch,
     FitResult,
     FitState,
-    available_engines,
-    make_engine,
-    resolve_engine_name,
 )
 from engines.buckets import BUCKETS, bucket_for
 from engines.cache import EngineCache
+from engines.registry import available_engines, make_engine, resolve_engine_name
 
 __all__ = ["BUCKETS", "EagerEngine", "Engine", "EngineCache", "EngineError", "FitBatch",
            "FitResult", "FitState", "available_engines", "bucket_for", "make_engine",

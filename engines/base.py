@@ -4,7 +4,7 @@ Live serving, replay, evaluation and benchmarks all go through :meth:`Engine.fit
 backend runs the *complete* per-frame fit (N iterations with the data-term gradient and the
 update rule) on flat tensors (``engines.flat``), so compiled backends trace it into one graph.
 
-Backends (``make_engine(name, fitter)``):
+Backends (``engines.registry.make_engine(name, fitter)``):
 
 * ``eager``: PyTorch, the reference;
 * ``onnxruntime`` (alias ``ort``): the fit exported to ONNX, run by ONNX Runtime on the CPU;
@@ -22,7 +22,6 @@ batch buckets ``1, 2, 4, ..., 256`` (``engines.buckets``).
 from __future__ import annotations
 
 import time
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -280,106 +279,3 @@ class CompiledEngine(Engine):
             theta, hidden, motion, residual, ok = (torch.cat(ts, 0)
                                                    for ts in zip(*parts, strict=True))
         return FitResult(FitState(theta, hidden, motion), residual, ok.bool())
-
-
-# ---------------------------------------------------------------------- registry
-def _tensorrt(fitter: NeuralFitter, precision: str, **kw) -> Engine:
-    from engines.trt import TensorRTEngine
-
-    return TensorRTEngine(fitter, precision=precision, **kw)
-
-
-def _onnxruntime(fitter: NeuralFitter, **kw) -> Engine:
-    from engines.ort import OnnxRuntimeEngine
-
-    return OnnxRuntimeEngine(fitter, **kw)
-
-
-def _inductor(fitter: NeuralFitter, **kw) -> Engine:
-    from engines.inductor import InductorEngine
-
-    return InductorEngine(fitter, **kw)
-
-
-# The CPU backend ``cpu`` and ``auto`` pick (see the README's engines section for numbers).
-BEST_CPU = "inductor"
-AUTO_ORDER = ("tensorrt", "inductor", "onnxruntime")
-ENGINES: dict[str, Callable[..., Engine]] = {
-    "eager": lambda fitter, **kw: EagerEngine(fitter),
-    "onnxruntime": _onnxruntime,
-    "inductor": _inductor,
-    "tensorrt": lambda fitter, **kw: _tensorrt(fitter, "fp32", **kw),
-    "tensorrt-fp16": lambda fitter, **kw: _tensorrt(fitter, "fp16", **kw),
-}
-ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "aoti": "inductor",
-           "trt": "tensorrt", "trt-fp16": "tensorrt-fp16", "cpu": BEST_CPU}
-
-
-def available_engines() -> dict[str, str | None]:
-    """``{name: None if it can run here else the reason it cannot}``."""
-    from engines.inductor import inductor_missing
-    from engines.ort import onnxruntime_missing
-    from engines.trt import tensorrt_missing
-
-    out: dict[str, str | None] = {"eager": None}
-    out["onnxruntime"] = onnxruntime_missing()
-    out["inductor"] = inductor_missing()
-    out["tensorrt"] = out["tensorrt-fp16"] = tensorrt_missing()
-    return out
-
-
-def resolve_engine_name(name: str) -> str:
-    """The backend ``name`` stands for here (``auto`` resolved, aliases expanded)."""
-    name = ALIASES.get(name, name)
-    if name != "auto":
-        return name
-    avail = available_engines()
-    for candidate in AUTO_ORDER:
-        if avail.get(candidate) is None:
-            return candidate
-    return "eager"
-
-
-def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path | None = None,
-                prepare: bool = True, **options) -> Engine:
-    """The engine ``name`` for ``fitter`` (see the module docstring for the names).
-
-    Args:
-        cache: engine cache directory (default ``$FITSTREAM_CACHE`` or
-            ``~/.cache/fitstream/engines``) or an :class:`EngineCache`.
-        prepare: build or load the compiled artifact for batch 1 now (minutes the first
-            time), so that a failure surfaces here and not at the first tick.
-        options: backend options (e.g. ``threads`` for onnxruntime, ``cuda_graphs``).
-
-    Raises :class:`EngineError` when ``name`` is unknown, cannot run here (the message says
-    what is missing) or fails to build. ``auto`` never raises: it tries its candidates in
-    order (``AUTO_ORDER``), warning about each one that fails, and ends with ``eager``.
-    """
-    requested = ALIASES.get(name, name)
-    if requested == "auto":
-        avail = available_engines()
-        candidates = [c for c in AUTO_ORDER if avail[c] is None] + ["eager"]
-    else:
-        if requested not in ENGINES:
-            raise EngineError(f"unknown engine {name!r}; available: "
-                              f"{', '.join(['auto', *ENGINES, *ALIASES])}")
-        missing = available_engines().get(requested)
-        if missing is not None:
-            raise EngineError(f"engine {requested!r} cannot run here: {missing}")
-        candidates = [requested]
-    for candidate in candidates:
-        try:
-            if candidate == "eager":
-                return EagerEngine(fitter)
-            engine = ENGINES[candidate](fitter, cache=cache, **options)
-            if prepare and isinstance(engine, CompiledEngine):
-                engine.runner(engine._slot(1))
-            return engine
-        except Exception as exc:
-            if requested != "auto":
-                if isinstance(exc, EngineError):
-                    raise
-                raise EngineError(f"engine {candidate!r} failed to build: {exc}") from exc
-            warnings.warn(f"engine {candidate!r} failed to build ({exc}); trying the next",
-                          stacklevel=2)
-    return EagerEngine(fitter)  # pragma: no cover - eager is always the last candidate

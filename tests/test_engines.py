@@ -18,10 +18,11 @@ import pytest
 import torch
 
 from engines import EagerEngine, EngineError, make_engine
-from engines.base import CompiledEngine, available_engines, resolve_engine_name
+from engines.base import CompiledEngine
 from engines.buckets import BUCKETS, bucket_for, chunks, pad_rows
 from engines.cache import EngineCache, default_root, fitter_fingerprint
 from engines.flat import FlatFit, example_inputs
+from engines.registry import available_engines, resolve_engine_name
 from engines.streams import make_streams
 from engines.trt import half_network, tensorrt_missing
 from tracker.body import load_body_model
@@ -303,7 +304,7 @@ def test_make_engine_names(fitter):
 
 
 def test_auto_falls_back_when_a_build_fails(fitter, monkeypatch, tmp_path):
-    import engines.base as base
+    import engines.registry as base
 
     class Broken(FakeEngine):
         def _build(self, path, bucket):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from synthetic_models import write_open_style_npz
 
-from engines.base import make_engine
+from engines.registry import make_engine
 from tracker.body import load_body_model
 from tracker.fitter.checkpoint import save_checkpoint
 from tracker.fitter.data_term import data_term

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from tracker.errors import UserError
+
 SUBCOMMANDS = {
     "bench": ("tracker.commands.bench", "time the fit engines (eager, CPU, TensorRT) per batch"),
     "demo": ("tracker.commands.demo", "run the pipeline on a generated motion (no headset)"),
@@ -50,10 +52,6 @@ def run_cli(prog: str, subcommands: dict, argv: list[str] | None = None,
     except UserError as exc:
         print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-class UserError(Exception):
-    """A problem the user can fix (bad path, bad option): printed without a traceback."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,8 +141,8 @@ def run(args) -> int:
     import json
     import time
 
-    from engines.base import available_engines, make_engine, resolve_engine_name
     from engines.buckets import MAX_BUCKET
+    from engines.registry import available_engines, make_engine, resolve_engine_name
     from engines.streams import make_streams
     from tracker.cli import UserError
     from tracker.server.build import set_threads

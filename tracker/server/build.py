@@ -28,10 +28,11 @@ def set_threads(n: int | None) -> int:
 
 def build_engine(checkpoint=None, body_model=None, engine: str = "auto"):
     """``(engine, model_info)``; errors become :class:`tracker.cli.UserError`."""
-    from engines.base import EngineError, make_engine
+    from engines.base import EngineError
     from engines.cache import sha256_file
+    from engines.registry import make_engine
     from tracker.body import BodyModelError, load_body_model
-    from tracker.cli import UserError
+    from tracker.errors import UserError
     from tracker.fitter.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_fitter
 
     try:
