@@ -12,12 +12,9 @@ def add_arguments(p):
     p.add_argument("--seconds", type=float, default=10.0, help="length of the generated motion")
     p.add_argument("--rate", type=float, default=90.0, help="headset frame rate (Hz)")
     p.add_argument("--seed", type=int, default=0, help="motion and noise seed")
-    p.add_argument("--visibility", choices=("device", "half-space"), default="half-space")
-    p.add_argument("--checkpoint", default=None, help="fitter checkpoint (default: bundled)")
-    p.add_argument("--engine", default="auto", help="engine backend (default: auto)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads for the fit (default: all cores but one, at most 8; "
-                        "more threads only add latency on a busy machine)")
+    from tracker.server.build import add_model_arguments
+
+    add_model_arguments(p)  # the same model options, and defaults, as serve
 
 
 def run(args) -> int:
@@ -25,28 +22,18 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from engines import EngineError, make_engine
-    from tracker.cli import UserError
-    from tracker.fitter.checkpoint import CheckpointError, load_fitter
     from tracker.fitter.theta import theta_to_axis_angle
     from tracker.motion.procedural import generate_motion
-    from tracker.server.build import set_threads
+    from tracker.server.build import build_engine, set_threads
     from tracker.signals.device import DeviceModel
     from tracker.signals.headset import head_to_hmd
     from tracker.signals.motion import motion_signals
     from tracker.stream import NS_PER_S, StreamState, fit_tick
 
     set_threads(args.threads)
-    try:
-        fitter = load_fitter(args.checkpoint)
-    except CheckpointError as exc:
-        raise UserError(str(exc)) from exc
-    body = fitter.body
-    try:
-        engine = make_engine(args.engine, fitter)
-    except EngineError as exc:
-        raise UserError(str(exc)) from exc
-    motion = generate_motion(None, args.seconds, args.rate, args.seed)
+    engine, _ = build_engine(args.checkpoint, args.body_model, args.engine)
+    body = engine.fitter.body
+    motion = generate_motion(None, args.seconds, args.rate, args.seed, body=body)
     clean, truth, _ = motion_signals(body, motion["poses"], motion["trans"], motion["betas"],
                                      mode=args.visibility)
     sig = DeviceModel().apply(clean, args.seed, args.visibility)

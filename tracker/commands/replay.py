@@ -33,12 +33,7 @@ def add_arguments(p):
                    help="also publish pose/<session> (and frame/<session>) on a bound PUB")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write DIR/<session>.npz (AMASS layout, Z up) per session")
-    add_model_arguments(p)
-    for a in p._actions:  # replay defaults come from the recording
-        if a.dest in ("engine", "visibility"):
-            a.default = None
-            a.help += "; default: as recorded"
-            a.choices = None if a.dest == "engine" else a.choices
+    add_model_arguments(p, recorded=True)
 
 
 def run(args) -> int:

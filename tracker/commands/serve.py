@@ -87,7 +87,7 @@ def run(args) -> int:
 
     def on_signal(signum, frame):
         stop.set()
-        server._wake.set()
+        server.wake()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)

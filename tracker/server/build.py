@@ -69,18 +69,24 @@ def build_core(args, profiles=None):
     return core, info
 
 
-def add_model_arguments(p) -> None:
-    """--checkpoint, --body-model, --engine, --visibility, --threads."""
+def add_model_arguments(p, recorded: bool = False) -> None:
+    """--checkpoint, --body-model, --engine, --visibility, --threads.
+
+    ``recorded``: ``--engine`` and ``--visibility`` default to what a recording says (replay).
+    """
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="fitter checkpoint (default: the bundled model)")
     p.add_argument("--body-model", default=None, metavar="PATH",
                    help="SMPL+H model file or folder (default: the bundled open model)")
-    p.add_argument("--engine", default="auto", metavar="NAME",
+    p.add_argument("--engine", default=None if recorded else "auto", metavar="NAME",
                    help="fit backend (engines/): auto = the best one that runs here, eager, "
-                        "cpu, onnxruntime, inductor, tensorrt, tensorrt-fp16 (default: auto; "
-                        "compiled engines are built on first use and cached)")
-    p.add_argument("--visibility", default="device", choices=("device", "half-space"),
+                        "cpu, onnxruntime, inductor, tensorrt, tensorrt-fp16 (default: "
+                        + ("as recorded" if recorded else "auto; compiled engines are built "
+                           "on first use and cached") + ")")
+    p.add_argument("--visibility", default=None if recorded else "device",
+                   choices=("device", "half-space"),
                    help="which hands enter the fit: the device's tracked flag alone, or also "
-                        "only hands in front of the headset (the paper's FOV model)")
+                        "only hands in front of the headset (the paper's FOV model) (default: "
+                        + ("as recorded" if recorded else "device") + ")")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help=f"torch threads for the fit (default: cores - 1 = {default_threads()})")

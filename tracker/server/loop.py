@@ -127,6 +127,10 @@ class Server:
             if self.monitor in events:
                 self._monitor_events()
 
+    def wake(self) -> None:
+        """Wake the tick loop now (after a stop request, from a signal handler)."""
+        self._wake.set()
+
     def _monitor_events(self) -> None:
         while True:
             try:
