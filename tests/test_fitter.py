@@ -130,3 +130,24 @@ def test_divergence_falls_back_to_the_regressor(fitter, body):
         out = fitter(sig, betas, head_to_hmd())
     assert not out.ok[0] and out.ok[1]
     assert torch.isfinite(out.theta).all() and torch.isfinite(out.hidden).all()
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this would create a file
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    from tracker.fitter.checkpoint import CheckpointError, read_checkpoint
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "crafted.pt"
+    torch.save({"format": 1, "config": {}, "weights": {}, "x": _RunsCode(str(marker))}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        read_checkpoint(path)
+    assert not marker.exists()

@@ -5,7 +5,9 @@ A checkpoint is a ``torch.save`` dict::
     {"format": 1, "config": FitterConfig.to_dict(), "weights": state_dict (no body buffers),
      "body_fingerprint": str, "body_name": str, "meta": {...training info...}}
 
-It is written atomically (temporary file + rename), so a crash never leaves a half file.
+It is written atomically (temporary file + rename), so a crash never leaves a half file. It
+is read with ``torch.load(weights_only=True)``: a file that would need to build other
+Python objects (and so could run code) is refused.
 Loading with another body model is an error: the fitter learned that model's kinematics.
 """
 
@@ -61,10 +63,13 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors, numbers, strings and containers only: a checkpoint never runs code
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it holds Python objects other than tensors and plain data, refused"
+        raise CheckpointError(f"{path}: cannot read checkpoint ({reason})") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fitter checkpoint (format {FORMAT})")
     return blob
