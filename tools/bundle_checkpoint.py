@@ -16,7 +16,8 @@ import torch
 
 from tracker.fitter.checkpoint import load_fitter, read_checkpoint, save_checkpoint
 
-KEEP = ("window", "burn_in", "batch", "per_frame_fraction", "lr", "mesh_vertices", "fps", "seed",
+KEEP = ("stage", "window", "burn_in", "batch", "per_frame_fraction", "lr", "mesh_vertices", "fps",
+        "seed", "augment", "variants", "hands_lost", "losses",
         "data", "init", "max_steps")
 
 
@@ -31,8 +32,11 @@ def main() -> None:
     history = []
     if cfg.get("init"):
         parent = read_checkpoint(cfg["init"]).get("meta", {})
+        pcfg = parent.get("config", {})  # a run checkpoint; a bundled one has train_config
         history = [*parent.get("history", []),
-                   {k: parent.get(k) for k in ("step", "seconds", "train_config")}]
+                   {"step": parent.get("step"), "seconds": parent.get("seconds"),
+                    "train_config": parent.get("train_config")
+                    or {k: pcfg[k] for k in KEEP if k in pcfg}}]
     small = {
         "step": meta.get("step"), "epoch": meta.get("epoch"), "seconds": meta.get("seconds"),
         "clips_train": meta.get("clips_train"), "clips_val": meta.get("clips_val"),
