@@ -138,3 +138,26 @@ def test_depth_levels_cover_tree():
     assert flat == list(range(52))
     for d, lv in enumerate(levels[1:], start=1):
         assert all(PARENTS[j] in levels[d - 1] for j in lv)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this would create a file
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_a_pkl_body_model_that_would_run_code_is_refused(tmp_path):
+    import pickle
+
+    from tracker.body import BodyModelError
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "SMPLH_MALE.pkl"
+    path.write_bytes(pickle.dumps({"v_template": _RunsCode(str(marker))}, protocol=2))
+    with pytest.raises(BodyModelError, match="refusing to build"):
+        read_model_file(path)
+    assert not marker.exists()

@@ -91,10 +91,30 @@ class _ChumpyStub:
         return np.asarray(self.state["x"])
 
 
+# What a MANO-site pickle may build: NumPy arrays, SciPy sparse matrices, the reconstructor
+# protocol 2 uses for them, and chumpy arrays (read by a stand-in). Anything else could run
+# code while unpickling (``os.system`` is one ``find_class`` away), so it is refused.
+_PICKLE_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
+    ("__builtin__", "object"), ("builtins", "object"),
+    ("_codecs", "encode"),  # how protocol 2 writes the bytes of a Python 2 array
+}
+_SPARSE = {"csc_matrix", "csr_matrix", "coo_matrix"}
+
+
 class _ModelUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if module.startswith("chumpy"):
             return _ChumpyStub
+        allowed = ((module, name) in _PICKLE_ALLOWED
+                   or (module.startswith("scipy.sparse") and name in _SPARSE))
+        if not allowed:
+            raise BodyModelError(f"refusing to build {module}.{name} from a .pkl body model "
+                                 "(only NumPy arrays, SciPy sparse matrices and chumpy arrays "
+                                 "are read)")
         return super().find_class(module, name)
 
 
