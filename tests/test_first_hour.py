@@ -42,3 +42,11 @@ def test_demo_takes_threads():
     r = run("demo", "--engine", "eager", "--seconds", "0.3", "--threads", "1")
     assert r.returncode == 0, r.stderr
     assert "mean body joint error" in r.stdout
+
+
+def test_replay_of_a_file_that_is_not_a_recording_is_refused_at_once(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# not a recording\n")
+    r = run("replay", str(readme), timeout=60)  # at once: nothing is built for it
+    assert r.returncode == 2 and "not a recording" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

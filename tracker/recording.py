@@ -150,6 +150,15 @@ def read_recording(path: str | Path, info: dict | None = None) -> Iterator[Recor
                 info["metadata"] = dict(rec.metadata)
 
 
+MCAP_MAGIC = b"\x89MCAP0\r\n"  # the first 8 bytes of every MCAP file (mcap.dev spec)
+
+
+def is_recording(path: str | Path) -> bool:
+    """Whether ``path`` starts like an MCAP file (checked before anything is built for it)."""
+    with open(path, "rb") as f:
+        return f.read(len(MCAP_MAGIC)) == MCAP_MAGIC
+
+
 def recording_metadata(path: str | Path) -> dict:
     """The ``tracker`` metadata record (written first, so readable from any recording)."""
     info: dict = {}

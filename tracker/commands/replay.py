@@ -42,7 +42,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from tracker.cli import UserError
-    from tracker.recording import recording_metadata
+    from tracker.recording import is_recording, recording_metadata
     from tracker.server.build import build_core, set_threads
     from tracker.server.profiles import RecordedProfiles
     from tracker.server.replay import replay, write_amass_npz
@@ -51,6 +51,9 @@ def run(args) -> int:
     if not path.is_file():
         raise UserError(f"{path}: no such recording")
     try:
+        if not is_recording(path):
+            raise UserError(f"{path}: not a recording (expected an MCAP file written by "
+                            "tracker serve --record)")
         meta = recording_metadata(path)
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc})") from exc
