@@ -50,3 +50,15 @@ def test_replay_of_a_file_that_is_not_a_recording_is_refused_at_once(tmp_path):
     r = run("replay", str(readme), timeout=60)  # at once: nothing is built for it
     assert r.returncode == 2 and "not a recording" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_simulate_with_no_tracker_listening_fails():
+    import socket
+
+    with socket.socket() as s:  # a free port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run("simulate", "--duration", "0.3", "--seconds", "1", "--connect",
+            f"tcp://127.0.0.1:{port}")
+    assert r.returncode == 1 and "no tracker was listening" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -97,6 +97,7 @@ def run(args) -> int:
             raise UserError("--curve-server-key needs --curve-client-key")
         server_public, _ = zmq.auth.load_certificate(args.curve_server_key)
         set_curve_client(sock, server_public, args.curve_client_key)
+    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)
     try:
         sock.connect(args.connect)
     except zmq.ZMQError as exc:
@@ -109,8 +110,16 @@ def run(args) -> int:
           f"{args.connect}{' (loop)' if args.loop else ''}", file=sys.stderr, flush=True)
     time.sleep(0.3)  # let the connection and subscription settle (ZeroMQ slow joiner)
     counts = publish_streams(sock, heads, args.rate, args.loop, args.duration, stop.is_set)
+    connected = monitor.poll(0) != 0  # a connection event is queued once one was made
+    sock.disable_monitor()
+    monitor.close()
     sock.close()
     ctx.term()
+    if not connected:
+        print(f"tracker simulate: error: no tracker was listening at {args.connect}: none of "
+              f"the {counts['sent']} frames was delivered (start tracker serve first)",
+              file=sys.stderr, flush=True)
+        return 1
     print(f"tracker simulate: sent {counts['sent']} frames in {counts['ticks']} ticks "
           f"({counts['late']} late restarts)", file=sys.stderr, flush=True)
     return 0
