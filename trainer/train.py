@@ -329,6 +329,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if not clips:
         raise TrainingError(f"no usable motion clips in {cfg.data} ({len(problems)} skipped)")
     train_clips, val_clips = split_clips(clips, cfg.val_fraction, cfg.seed)
+    if not train_clips:
+        raise TrainingError(f"all {len(clips)} clips went to validation (--val-fraction "
+                            f"{cfg.val_fraction:g} splits by take); add clips or use "
+                            "--val-fraction 0")
     cache = out / "cache"
     span = cfg.window + cfg.burn_in
     ds = WindowDataset(train_clips, body, window=span, stride=cfg.window, seed=cfg.seed,
@@ -338,7 +342,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
         f"({'+'.join(cfg.augment) or 'none'}), {len(val_clips)} validation; "
         f"{len(ds)} windows of {span} frames")
     if len(ds) == 0:
-        raise TrainingError(f"clips are shorter than the window of {span} frames")
+        raise TrainingError(f"the training clips are shorter than a window of {span} frames "
+                            f"(--window {cfg.window} + --burn-in {cfg.burn_in})")
     sampler = (torch.utils.data.DistributedSampler(ds, d.world, d.rank, seed=cfg.seed)
                if d.world > 1 else None)
     loader = torch.utils.data.DataLoader(
