@@ -132,3 +132,23 @@ def test_ddp_two_gloo_processes(motions, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     blob = read_checkpoint(run / "final.pt")
     assert blob["meta"]["world_size"] == 2 and blob["meta"]["step"] == 2
+
+
+def test_a_step_with_a_non_finite_gradient_is_skipped(motions, tmp_path, monkeypatch, capsys):
+    """A window whose fit diverges must not poison the weights."""
+    import trainer.train as train_mod
+
+    real = train_mod.WindowObjective.forward
+
+    def poisoned(self, batch, per_frame):
+        out = real(self, batch, per_frame)
+        return {**out, "total": out["total"] * float("nan")}
+
+    monkeypatch.setattr(train_mod.WindowObjective, "forward", poisoned)
+    run = tmp_path / "run"
+    assert trainer_main(["fit-amass", "--amass-root", str(motions), "--out", str(run),
+                         "--max-steps", "2", *TINY]) == 0
+    fitter = load_fitter(run / "final.pt")
+    assert all(torch.isfinite(v).all() for v in fitter.state_dict().values()
+               if v.is_floating_point())
+    assert "non-finite gradient, skipped (2 so far)" in capsys.readouterr().out

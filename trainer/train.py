@@ -401,6 +401,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
                             extra={"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
 
     rng = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
+    skipped = 0
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not d.main,
                dynamic_ncols=True)
     done = step >= total
@@ -416,7 +417,14 @@ def train(cfg: TrainConfig, log=print) -> Path:
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             gnorm = torch.nn.utils.clip_grad_norm_(fitter.parameters(), cfg.grad_clip)
-            opt.step()
+            # A fit that diverges in one window (the fitter falls back to Φ, but 0·NaN is NaN
+            # in the backward pass) must not poison the weights: such a step is skipped.
+            # Under DDP every rank sees the same reduced norm, so all skip together.
+            if torch.isfinite(gnorm):
+                opt.step()
+            else:
+                skipped += 1
+                log(f"step {step}: non-finite gradient, skipped ({skipped} so far)")
             sched.step()
             step += 1
             bar.update(1)
