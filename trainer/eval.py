@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engines.base import Engine, make_engine
+from engines.base import Engine
+from engines.registry import make_engine
 from tracker.body.skinning import MeshPoser
 from tracker.fitter.fitter import NeuralFitter
 from tracker.fitter.motion import motion_states

@@ -21,6 +21,8 @@ import sys
 
 
 def add_arguments(p):
+    from tracker.options import add_body_model_argument
+
     src = p.add_mutually_exclusive_group()
     src.add_argument("--ingest", metavar="ADDR", default=None,
                      help="listen for a headset's frames on this ZeroMQ address (SUB, bound, as "
@@ -49,8 +51,7 @@ def add_arguments(p):
                         "values trust the headset's floor, large ones the body model)")
     p.add_argument("--shape-components", type=int, default=None, metavar="K",
                    help="how many leading betas to fit (default 4)")
-    p.add_argument("--body-model", default=None, metavar="PATH",
-                   help="SMPL+H model file or folder (default: the bundled open model)")
+    add_body_model_argument(p)
     p.add_argument("--out", metavar="PROFILE.json", default=None,
                    help="where to write the profile")
     p.add_argument("--write-motion", metavar="NPZ", default=None,

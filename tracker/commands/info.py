@@ -6,8 +6,9 @@ import platform
 
 
 def add_arguments(p):
-    p.add_argument("--body-model", default=None, metavar="PATH",
-                   help="SMPL+H model file or folder (default: the bundled open model)")
+    from tracker.options import add_body_model_argument
+
+    add_body_model_argument(p)
 
 
 def run(args) -> int:

@@ -11,6 +11,7 @@ from tracker.protocol import DEFAULT_INGEST
 
 
 def add_arguments(p):
+    from tracker.options import add_body_model_argument
     from tracker.signals.headset import DEFAULT_HMD_OFFSET
 
     p.add_argument("motion", nargs="*", default=["procedural"], metavar="MOTION",
@@ -41,8 +42,7 @@ def add_arguments(p):
                         "calibration profile has floor_offset = -M)")
     p.add_argument("--no-ground-truth", action="store_true",
                    help="leave the gt key out of the frames (smaller messages)")
-    p.add_argument("--body-model", default=None, metavar="PATH",
-                   help="SMPL+H model that poses the users (default: the bundled open model)")
+    add_body_model_argument(p, ' that poses the users')
     p.add_argument("--curve-server-key", default=None, metavar="FILE",
                    help="CURVE: the server's public key file (server.key)")
     p.add_argument("--curve-client-key", default=None, metavar="FILE",

@@ -9,6 +9,8 @@ from tracker.protocol import DEFAULT_PUBLISH
 
 
 def add_arguments(p):
+    from tracker.options import add_body_model_argument
+
     p.add_argument("--connect", default=DEFAULT_PUBLISH, metavar="ADDR",
                    help=f"the server's publish address (default {DEFAULT_PUBLISH})")
     p.add_argument("--session", default=None, metavar="ID",
@@ -17,9 +19,7 @@ def add_arguments(p):
                    help="save one frame (PNG) once the body is on screen, then exit")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="with --screenshot: give up after S seconds without a pose (default 60)")
-    p.add_argument("--body-model", default=None, metavar="PATH",
-                   help="SMPL+H model for the mesh (default: the bundled open model; use the "
-                        "one the server runs)")
+    add_body_model_argument(p, ' for the mesh: the one the server runs')
     p.add_argument("--curve-server-key", default=None, metavar="FILE",
                    help="CURVE: the server's public key file (server.key)")
     p.add_argument("--curve-client-key", default=None, metavar="FILE",

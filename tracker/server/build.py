@@ -74,10 +74,11 @@ def add_model_arguments(p, recorded: bool = False) -> None:
 
     ``recorded``: ``--engine`` and ``--visibility`` default to what a recording says (replay).
     """
+    from tracker.options import add_body_model_argument
+
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="fitter checkpoint (default: the bundled model)")
-    p.add_argument("--body-model", default=None, metavar="PATH",
-                   help="SMPL+H model file or folder (default: the bundled open model)")
+    add_body_model_argument(p)
     p.add_argument("--engine", default=None if recorded else "auto", metavar="NAME",
                    help="fit backend (engines/): auto = the best one that runs here, eager, "
                         "cpu, onnxruntime, inductor, tensorrt, tensorrt-fp16 (default: "

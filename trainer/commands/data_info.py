@@ -15,6 +15,8 @@ from pathlib import Path
 
 
 def add_arguments(p):
+    from tracker.options import add_body_model_argument
+
     p.add_argument("paths", nargs="+", metavar="PATH", help="folders or .npz files")
     p.add_argument("--fps", type=float, default=60.0, help="resampling rate (default 60)")
     p.add_argument("--datasets", nargs="*", default=None, metavar="NAME",
@@ -24,8 +26,7 @@ def add_arguments(p):
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
                    help="build the window dataset cache here (and check a few windows)")
     p.add_argument("--window", type=int, default=16, help="window length for --cache")
-    p.add_argument("--body-model", default=None, metavar="PATH",
-                   help="SMPL+H model (default: the bundled open model)")
+    add_body_model_argument(p)
 
 
 def run(args) -> int:

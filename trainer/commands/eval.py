@@ -19,6 +19,7 @@ TABLE = (("v2v_fb_mm", "V2V"), ("v2v_head_mm", "Head"), ("v2v_lhand_mm", "LHand"
 
 
 def add_arguments(p):
+    from tracker.options import add_body_model_argument
     from trainer.eval import METHODS, VISIBILITY
 
     p.add_argument("--data", nargs="+", required=True, metavar="PATH",
@@ -26,8 +27,7 @@ def add_arguments(p):
     p.add_argument("--json", required=True, metavar="OUT", help="write the metrics here")
     p.add_argument("--checkpoint", default=None, metavar="CKPT",
                    help="fitter checkpoint (default: the bundled one)")
-    p.add_argument("--body-model", default=None, metavar="PATH",
-                   help="SMPL+H model the checkpoint was trained for (default: the open model)")
+    add_body_model_argument(p, ', the one the checkpoint was trained for')
     p.add_argument("--visibility", nargs="+", choices=list(VISIBILITY),
                    default=list(VISIBILITY), help="full (= signals mode 'device') and/or "
                    "half-space (the paper's field of view)")

@@ -29,14 +29,15 @@ RETARGET_VERSION = 2
 
 
 def add_arguments(p):
+    from tracker.options import add_body_model_argument
+
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="BVH files or folders (recursive)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--mapping", default=None, metavar="PROFILE|FILE",
                    help="built-in profile (smplh, iclone-cc, poser, cmu-cgspeed, cmu-asf, "
                         "mixamo) or a JSON mapping file; default: detected per file")
     p.add_argument("--fps", type=float, default=60.0, help="output frame rate (default 60)")
-    p.add_argument("--body-model", default=None, metavar="PATH",
-                   help="SMPL+H model file or folder (default: the bundled open model)")
+    add_body_model_argument(p)
     p.add_argument("--iters", type=int, default=60, help="refinement steps per frame batch")
     p.add_argument("--min-seconds", type=float, default=0.5,
                    help="skip clips shorter than this (rest-pose files)")
