@@ -223,7 +223,7 @@ class WindowObjective(torch.nn.Module):
     def _add_temporal(self, sums: dict, joints: list, fps: torch.Tensor) -> dict:
         """Add the velocity and foot losses over the window's final-iterate joints."""
         w = self.weights
-        if len(joints) > 1:
+        if len(joints) > 1:  # the foot terms are logged even when their weights are 0
             extra = {"velocity": velocity_loss(joints), **foot_losses(joints, fps)}
             total = sums["total"] + (w.velocity * extra["velocity"] + w.skating * extra["skating"]
                                      + w.floor * (extra["floor"] + extra["penetration"]))
