@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="PNG to write")
     ap.add_argument("--checkpoint", default=None, help="fitter (default: the bundled one)")
     ap.add_argument("--compare", default=None, help="a second fitter to draw (e.g. the old one)")
+    ap.add_argument("--label", default=None, help="legend of --checkpoint")
+    ap.add_argument("--compare-label", default=None, help="legend of --compare")
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--noise", default="clean", choices=("clean", "consumer", "degraded"))
     ap.add_argument("--fps", type=float, default=60.0)
@@ -98,10 +100,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {args.clip}: {problems[0] if problems else 'no motion'}")
     clip = clips[0]
     gt, fit = leg_heights(args.checkpoint, clip, args.seconds, args.noise)
-    series = [("ground truth", GT, gt), (Path(args.checkpoint or "default.pt").name, NEW, fit)]
+    series = [("ground truth", GT, gt), (args.label or args.checkpoint or "bundled", NEW, fit)]
     if args.compare:
-        series.append((Path(args.compare).name, OLD, leg_heights(args.compare, clip,
-                                                                 args.seconds, args.noise)[1]))
+        series.append((args.compare_label or args.compare, OLD,
+                       leg_heights(args.compare, clip, args.seconds, args.noise)[1]))
     draw(args.out, clip.fps, f"{clip.name}: knee and ankle heights, streaming fit, "
          f"{args.noise} signals", series)
     for label, _, s in series[1:]:

@@ -52,6 +52,7 @@ def save_checkpoint(path: str | Path, fitter: NeuralFitter, meta: dict | None = 
     os.close(fd)
     try:
         torch.save(blob, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is for everyone to read
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
