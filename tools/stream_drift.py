@@ -20,7 +20,7 @@ import copy
 
 import torch
 
-from engines.base import make_engine
+from engines.registry import make_engine
 from tracker.body.skinning import MeshPoser
 from tracker.fitter.checkpoint import load_fitter
 from tracker.signals.headset import head_to_hmd
