@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -160,7 +161,7 @@ class WindowDataset(Dataset):
                  has_hands=np.bool_(clip_has_hands(clip.poses)))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # ranks may write it at once
             np.savez(tmp, **d)
             tmp.replace(path)
         d["has_hands"] = bool(d["has_hands"])
