@@ -1,6 +1,6 @@
 """The tracking server: sessions, the per-tick fit, publishing, recording hooks, security.
 
-Layout (I/O kept apart from the pure per-tick logic, so live serving, replay and evaluation
+Layout (I/O kept apart from the pure per-tick logic, so live serving and replay
 run the same code):
 
 * :mod:`tracker.server.sessions`: per-session state and the ingest rules (latest frame wins,

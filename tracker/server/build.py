@@ -1,4 +1,4 @@
-"""Building the core from command-line options (shared by serve, replay and evaluation)."""
+"""Building the core from command-line options (shared by serve, replay and demo)."""
 
 from __future__ import annotations
 

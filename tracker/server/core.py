@@ -1,4 +1,4 @@
-"""The tracker's per-tick logic, free of sockets and clocks: live, replay and evaluation.
+"""The tracker's per-tick logic, free of sockets and clocks: live and replay.
 
 Drive it with two calls (times are server monotonic ns, supplied by the caller)::
 
@@ -8,7 +8,8 @@ Drive it with two calls (times are server monotonic ns, supplied by the caller):
 The live server (``tracker.server.loop``) calls ``receive`` from its receiver thread and
 ``tick`` from its main loop (splitting it as ``begin_tick`` under its lock and ``run_tick``
 outside it); ``tracker replay`` calls them with the recorded receive and tick times, and
-reaches the same decisions and the same poses.
+reaches the same decisions and the same poses. The fit itself is ``tracker.stream.fit_tick``,
+which offline evaluation (``trainer.eval``) calls too.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class TrackerCore:
         return self.receive_frame(frame, t_recv, payload)
 
     def receive_frame(self, frame: Frame, t_recv: int, payload: bytes = b"") -> Frame | None:
-        """Like :meth:`receive` for an already parsed frame (evaluation drives this)."""
+        """Like :meth:`receive` for an already parsed frame (what :meth:`receive` calls)."""
         old = self.table.get(frame.session)
         old_dropped = old.dropped if old is not None else 0
         try:
@@ -194,7 +195,7 @@ class TrackerCore:
                             else batch.to(self.engine.device))
 
     def tick(self, t_now: int) -> TickOutput | None:
-        """``begin_tick`` + ``run_tick`` (replay and evaluation)."""
+        """``begin_tick`` + ``run_tick`` (replay and tests)."""
         tin = self.begin_tick(t_now)
         return None if tin is None else self.run_tick(tin)
 
