@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from synthetic_models import write_amass_npz, write_mano_pkl, write_open_style_npz
+from synthetic_models import RunsCode, write_amass_npz, write_mano_pkl, write_open_style_npz
 
 from tracker.body import (
     DEFAULT_MODEL_PATH,
@@ -140,16 +140,6 @@ def test_depth_levels_cover_tree():
         assert all(PARENTS[j] in levels[d - 1] for j in lv)
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):  # unpickling this would create a file
-        import pathlib
-
-        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
-
-
 def test_a_pkl_body_model_that_would_run_code_is_refused(tmp_path):
     import pickle
 
@@ -157,7 +147,7 @@ def test_a_pkl_body_model_that_would_run_code_is_refused(tmp_path):
 
     marker = tmp_path / "ran"
     path = tmp_path / "SMPLH_MALE.pkl"
-    path.write_bytes(pickle.dumps({"v_template": _RunsCode(str(marker))}, protocol=2))
+    path.write_bytes(pickle.dumps({"v_template": RunsCode(str(marker))}, protocol=2))
     with pytest.raises(BodyModelError, match="refusing to build"):
         read_model_file(path)
     assert not marker.exists()

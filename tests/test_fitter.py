@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from synthetic_models import write_open_style_npz
+from synthetic_models import RunsCode, write_open_style_npz
 
 from tracker.body import load_body_model
 from tracker.fitter.canonical import heading_frame, signals_to_frame, theta_to_frame
@@ -132,22 +132,12 @@ def test_divergence_falls_back_to_the_regressor(fitter, body):
     assert torch.isfinite(out.theta).all() and torch.isfinite(out.hidden).all()
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):  # unpickling this would create a file
-        import pathlib
-
-        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
-
-
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     from tracker.fitter.checkpoint import CheckpointError, read_checkpoint
 
     marker = tmp_path / "ran"
     path = tmp_path / "crafted.pt"
-    torch.save({"format": 1, "config": {}, "weights": {}, "x": _RunsCode(str(marker))}, path)
+    torch.save({"format": 1, "config": {}, "weights": {}, "x": RunsCode(str(marker))}, path)
     with pytest.raises(CheckpointError, match="refused"):
         read_checkpoint(path)
     assert not marker.exists()
