@@ -35,6 +35,7 @@ from engines.buckets import BUCKETS, bucket_for, chunks, pad_rows
 from engines.cache import EngineCache, device_tag, fitter_fingerprint, source_fingerprint
 from engines.flat import flat_inputs
 from tracker.fitter.fitter import NeuralFitter
+from tracker.fitter.outputs import wire_outputs
 from tracker.signals.headset import HeadsetSignals
 
 
@@ -85,6 +86,8 @@ class FitBatch:
         state: what each session carried out of its previous frame (:class:`FitState`).
         reset: ``(B,)`` bool, start the session afresh (first frame, gap, divergence).
         dt: ``(B,)`` seconds since the session's previous frame (ignored where ``reset``).
+        floor: ``(B,)`` metres, the session profile's floor offset (``None``: 0), taken off
+            the y of the wire outputs (``tracker.fitter.outputs``).
     """
 
     signals: HeadsetSignals
@@ -93,11 +96,19 @@ class FitBatch:
     state: FitState
     reset: Tensor
     dt: Tensor
+    floor: Tensor | None = None
+
+    def floor_or_zero(self) -> Tensor:
+        """``(B,)`` the floor offsets, zeros when none were given."""
+        if self.floor is not None:
+            return self.floor
+        return self.dt.new_zeros(self.batch_size)
 
     def to(self, device) -> FitBatch:
         return FitBatch(self.signals.map(lambda t: t.to(device)), self.betas.to(device),
                         self.T_hmd.to(device), self.state.map(lambda t: t.to(device)),
-                        self.reset.to(device), self.dt.to(device))
+                        self.reset.to(device), self.dt.to(device),
+                        None if self.floor is None else self.floor.to(device))
 
     @property
     def batch_size(self) -> int:
@@ -106,11 +117,20 @@ class FitBatch:
 
 @dataclass
 class FitResult:
-    """``state`` (:class:`FitState`, to carry), ``residual (B,)`` metres, ``ok (B,)`` bool."""
+    """One tick's fits, batch ``B``, on the engine's device.
+
+    Attributes:
+        state: :class:`FitState` to carry. residual: ``(B,)`` metres. ok: ``(B,)`` bool.
+        pose: ``(B, 156)`` axis-angle; transl: ``(B, 3)``; joints: ``(B, 156)``: the pose
+            message's numbers, float32, device stage frame (``tracker.fitter.outputs``).
+    """
 
     state: FitState
     residual: Tensor
     ok: Tensor
+    pose: Tensor
+    transl: Tensor
+    joints: Tensor
 
     @property
     def theta(self) -> Tensor:
@@ -167,7 +187,9 @@ class EagerEngine(Engine):
         st = batch.state
         out = self.fitter(batch.signals, batch.betas, batch.T_hmd, st.theta, st.hidden,
                           batch.reset, motion_prev=st.motion, dt=batch.dt)
-        return FitResult(FitState(out.theta, out.hidden, out.motion), out.residual, out.ok)
+        wire = wire_outputs(self.fitter.body, out.theta, batch.betas, batch.floor_or_zero())
+        return FitResult(FitState(out.theta, out.hidden, out.motion), out.residual, out.ok,
+                         *wire)
 
 
 Runner = Callable[..., Sequence[Tensor]]
@@ -177,7 +199,7 @@ class CompiledEngine(Engine):
     """A backend that runs a compiled artifact on the flat tensors of ``engines.flat``.
 
     Subclasses say how to build an artifact for a batch bucket into a file and how to load
-    it into a callable ``runner(*inputs) -> (theta, hidden, motion, residual, ok)``. Artifacts are
+    it into a callable ``runner(*inputs) -> outputs`` (``engines.flat.OUTPUT_NAMES``). Artifacts are
     cached (:class:`~engines.cache.EngineCache`) under :meth:`cache_key`. A *dynamic* engine
     (``dynamic_batch = True``) has one artifact for every batch size and runs unpadded; a
     static one has one artifact per bucket and pads the batch up to it.
@@ -248,8 +270,17 @@ class CompiledEngine(Engine):
                                    "path": str(self.cache.path_for(key))})
         return self._runners[slot]
 
+    def slots(self, buckets: Sequence[int] = BUCKETS) -> list[int | str]:
+        """The artifacts batches of the given sizes run on (each once)."""
+        return list(dict.fromkeys(self._slot(min(b, self.buckets[-1])) for b in buckets))
+
+    def missing(self, buckets: Sequence[int] = BUCKETS) -> list[int | str]:
+        """The slots of :meth:`slots` that are neither loaded nor built in the cache."""
+        return [s for s in self.slots(buckets) if s not in self._runners
+                and self.cache.lookup(self.cache_key(s), self.artifact) is None]
+
     def warmup(self, buckets: Sequence[int] = BUCKETS) -> None:
-        for slot in dict.fromkeys(self._slot(min(b, self.buckets[-1])) for b in buckets):
+        for slot in self.slots(buckets):
             self.runner(slot)
 
     def describe(self) -> dict[str, Any]:
@@ -274,8 +305,9 @@ class CompiledEngine(Engine):
             out = self.runner(slot)(*xs)
             parts.append([t[:n] for t in out])
         if len(parts) == 1:
-            theta, hidden, motion, residual, ok = parts[0]
+            out = parts[0]
         else:
-            theta, hidden, motion, residual, ok = (torch.cat(ts, 0)
-                                                   for ts in zip(*parts, strict=True))
-        return FitResult(FitState(theta, hidden, motion), residual, ok.bool())
+            out = [torch.cat(ts, 0) for ts in zip(*parts, strict=True)]
+        theta, hidden, motion, residual, ok, pose, transl, joints = out
+        return FitResult(FitState(theta, hidden, motion), residual, ok.bool(), pose, transl,
+                         joints)

@@ -52,6 +52,7 @@ SOURCE_FILES = (
     "tracker/fitter/network.py", "tracker/fitter/theta.py", "tracker/body/kinematics.py",
     "tracker/body/kinematics_vjp.py", "tracker/body/joints.py", "tracker/geometry/rotations.py",
     "tracker/geometry/transforms.py", "tracker/signals/headset.py", "engines/flat.py",
+    "tracker/fitter/motion.py", "tracker/fitter/outputs.py",
 )
 
 

@@ -19,10 +19,13 @@ hidden     (B, L, H) f32         previous GRU state
 motion     (B, S) f32            previous motion state (``tracker.fitter.motion``)
 reset      (B,) bool             start afresh
 dt         (B,) f32              seconds since the previous frame
+floor      (B,) f32              profile floor offset, metres (``tracker.fitter.outputs``)
 ========== ===================== =====================================================
 
-Outputs: ``theta (B, 315)``, ``hidden (B, L, H)``, ``motion (B, S)``, ``residual (B,)``,
-``ok (B,)`` bool: the state to carry, then the fit's quality.
+Outputs: ``theta (B, 315)``, ``hidden (B, L, H)``, ``motion (B, S)`` (the state to carry),
+``residual (B,)``, ``ok (B,)`` bool (the fit's quality), then what the pose message needs,
+float32 in the device's stage frame: ``pose (B, 156)`` axis-angle, ``transl (B, 3)``,
+``joints (B, 156)`` (``tracker.fitter.outputs.wire_outputs``).
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ import torch
 from torch import Tensor, nn
 
 from tracker.fitter.fitter import NeuralFitter
+from tracker.fitter.outputs import wire_outputs
 from tracker.signals.headset import HeadsetSignals
 
 INPUT_NAMES = ("head", "wrists", "tips", "tracked", "tips_valid", "visible", "betas", "T_hmd",
-               "theta_prev", "hidden_prev", "motion_prev", "reset", "dt")
-OUTPUT_NAMES = ("theta", "hidden", "motion", "residual", "ok")
+               "theta_prev", "hidden_prev", "motion_prev", "reset", "dt", "floor")
+OUTPUT_NAMES = ("theta", "hidden", "motion", "residual", "ok", "pose", "transl", "joints")
 
 
 class FlatFit(nn.Module):
@@ -48,11 +52,12 @@ class FlatFit(nn.Module):
     def forward(self, head: Tensor, wrists: Tensor, tips: Tensor, tracked: Tensor,
                 tips_valid: Tensor, visible: Tensor, betas: Tensor, T_hmd: Tensor,
                 theta_prev: Tensor, hidden_prev: Tensor, motion_prev: Tensor, reset: Tensor,
-                dt: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                dt: Tensor, floor: Tensor) -> tuple[Tensor, ...]:
         sig = HeadsetSignals(head, wrists, tips, tracked, tips_valid, visible)
         out = self.fitter(sig, betas, T_hmd, theta_prev, hidden_prev, reset,
                           motion_prev=motion_prev, dt=dt)
-        return out.theta, out.hidden, out.motion, out.residual, out.ok
+        wire = wire_outputs(self.fitter.body, out.theta, betas, floor)
+        return (out.theta, out.hidden, out.motion, out.residual, out.ok, *wire)
 
 
 def flat_inputs(batch, num_betas: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, ...]:
@@ -75,7 +80,7 @@ def flat_inputs(batch, num_betas: int, dtype: torch.dtype = torch.float32) -> tu
     vals = (s.head.to(dtype), s.wrists.to(dtype), s.tips.to(dtype), s.tracked.bool(),
             s.tips_valid.bool(), s.visible.bool(), betas, T_hmd, st.theta.to(dtype),
             st.hidden.to(dtype), st.motion.to(dtype), batch.reset.bool().reshape(B),
-            batch.dt.to(dtype).reshape(B))
+            batch.dt.to(dtype).reshape(B), batch.floor_or_zero().to(dtype).reshape(B))
     return tuple(v.contiguous() for v in vals)
 
 
@@ -101,5 +106,6 @@ def example_inputs(fitter: NeuralFitter, B: int, seed: int = 0,
     vals = (sig.head, sig.wrists, sig.tips, sig.tracked, sig.tips_valid, sig.visible, betas,
             head_to_hmd(dtype=dt).expand(B, 4, 4), torch.zeros(B, 315, dtype=dt),
             torch.zeros(B, L, H, dtype=dt), torch.zeros(B, fitter.motion_dim, dtype=dt),
-            torch.ones(B, dtype=torch.bool), torch.full((B,), 1.0 / 90.0, dtype=dt))
+            torch.ones(B, dtype=torch.bool), torch.full((B,), 1.0 / 90.0, dtype=dt),
+            torch.zeros(B, dtype=dt))
     return tuple(v.to(device).contiguous() for v in vals)

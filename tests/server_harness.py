@@ -26,13 +26,15 @@ def free_port() -> int:
 class ServerProc:
     """``python -m tracker.cli serve`` on two free loopback ports; waits for ``ready``.
 
-    The eager engine by default: compiled engines build (minutes) on first use."""
+    The eager engine by default: compiled engines build (minutes) on first use. ``env``:
+    extra environment variables (e.g. ``TRACKER_SERVE_FAULTS``)."""
 
     def __init__(self, *extra: str, status_period: float = 0.25, timeout: float = 180.0,
-                 wait: bool = True, engine: str = "eager"):
+                 wait: bool = True, engine: str = "eager", env: dict | None = None):
         self.ingest = f"tcp://127.0.0.1:{free_port()}"
         self.publish = f"tcp://127.0.0.1:{free_port()}"
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, **(env or {}),
+                   PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         cmd = [sys.executable, "-m", "tracker.cli", "serve", "--ingest", self.ingest,
                "--publish", self.publish, "--status-period", str(status_period), "--threads",
                "1", "--engine", engine, *extra]

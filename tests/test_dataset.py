@@ -159,14 +159,14 @@ def test_import_bvh_and_data_info_commands(body, tmp_path, capsys):
     (src / "broken" / "take_02.bvh").write_text("HIERARCHY\nROOT x\n{\n")
     out = tmp_path / "set"
     argv = ["import-bvh", str(src), "--out", str(out), "--fps", "20"]
-    assert main(argv) == 0
+    assert main(argv) == 1  # take_02 could not be read: the exit status says so
     z = np.load(out / "take_01.npz")
     assert z["poses"].shape == (24, 156) and float(z["mocap_framerate"]) == 20.0
     assert str(z["gender"]) == "neutral" and z["betas"].shape == (16,)
     totals = json.loads((out / "summary.json").read_text())["totals"]
     assert totals["clips"] == 1 and totals["failed"] == 1 and totals["median_error_mm"] < 10
     assert "failed" in capsys.readouterr().out
-    assert main(argv) == 0  # nothing left to convert
+    assert main(argv) == 1  # nothing left to convert (take_02 is still unreadable)
     assert "1 already converted" in capsys.readouterr().out
     assert main(["data-info", str(out), "--fps", "20", "--cache", str(tmp_path / "cache"),
                  "--window", "8"]) == 0

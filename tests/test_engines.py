@@ -71,11 +71,12 @@ def run(engine, streams, frames=None, reset_at=(8, 1), teacher=None):
     """Fit every frame; session ``reset_at[1]`` is reset at frame ``reset_at[0]``.
 
     Each engine carries its own state, or, with ``teacher`` (an engine), every frame starts
-    from the teacher's previous state. Returns ``(theta (T, S, 315), residual, ok)``."""
+    from the teacher's previous state. Returns ``(theta (T, S, 315), residual, ok, joints
+    (T, S, 156))`` (the wire's joint positions)."""
     S = streams.sessions
     state = engine.initial_state(S)
     t_state = teacher.initial_state(S) if teacher is not None else None
-    thetas, residuals, oks = [], [], []
+    thetas, residuals, oks, joints = [], [], [], []
     for t in range(frames or streams.frames):
         reset = torch.full((S,), t == 0)
         if t == reset_at[0]:
@@ -90,7 +91,8 @@ def run(engine, streams, frames=None, reset_at=(8, 1), teacher=None):
         thetas.append(res.theta.float().cpu())
         residuals.append(res.residual.float().cpu())
         oks.append(res.ok.cpu())
-    return torch.stack(thetas), torch.stack(residuals), torch.stack(oks)
+        joints.append(res.joints.float().cpu())
+    return torch.stack(thetas), torch.stack(residuals), torch.stack(oks), torch.stack(joints)
 
 
 def check_engine(engine, reference, streams, rel, abs_):
@@ -101,7 +103,7 @@ def check_engine(engine, reference, streams, rel, abs_):
 
 
 def assert_parity(ref, got, rel, abs_):
-    (th_r, res_r, ok_r), (th_g, res_g, ok_g) = ref, got
+    (th_r, res_r, ok_r, j_r), (th_g, res_g, ok_g, j_g) = ref, got
     assert th_g.shape == th_r.shape and torch.isfinite(th_g).all()
     assert torch.equal(ok_r, ok_g)
     d = th_g - th_r
@@ -109,6 +111,8 @@ def assert_parity(ref, got, rel, abs_):
     assert norm_rel <= rel, f"relative error {norm_rel:.2e} > {rel:.0e}"
     assert d.abs().max().item() <= abs_, f"max error {d.abs().max().item():.2e} > {abs_:.0e}"
     assert (res_g - res_r).abs().max().item() <= max(abs_, 1e-5)
+    dj = (j_g - j_r).abs().max().item()  # metres
+    assert dj <= max(10 * abs_, 1e-4), f"joint error {dj:.2e} m"
 
 
 # ---------------------------------------------------------------------- buckets
@@ -134,8 +138,34 @@ def test_flat_module_is_the_fitter(fitter, streams):
         a = fitter(batch.signals, batch.betas, batch.T_hmd, state.theta, state.hidden,
                    batch.reset, motion_prev=state.motion, dt=batch.dt)
         b = FlatFit(fitter)(*flat_inputs(batch, fitter.body.num_betas))
-    for x, y in zip((a.theta, a.hidden, a.motion, a.residual, a.ok), b, strict=True):
+    for x, y in zip((a.theta, a.hidden, a.motion, a.residual, a.ok), b[:5], strict=True):
         assert torch.equal(x, y)
+
+
+def test_wire_outputs_match_the_numpy_kinematics(fitter, streams):
+    """pose / transl / joints of a fit equal Θ converted with NumPy in float64, with the
+    floor offset taken off every y."""
+    import numpy as np
+    from numpy_kinematics import JointChain
+
+    from tracker.geometry.arrays import rot6d_to_matrix
+
+    engine = EagerEngine(fitter)
+    batch = streams.batch(0, engine.initial_state(3))
+    batch.floor = torch.tensor([0.0, 0.1, -0.05])
+    res = engine.fit(batch)
+    th = res.theta.double().numpy()
+    R = rot6d_to_matrix(th[:, :312].reshape(3, 52, 6))
+    transl = th[:, 312:] - np.stack([np.zeros(3), batch.floor.numpy(), np.zeros(3)], -1)
+    J = JointChain(fitter.body.parents).joints(
+        R, fitter.body.rest_joints(batch.betas).double().numpy(), transl)
+    assert res.joints.dtype == torch.float32 and res.pose.shape == (3, 156)
+    assert np.allclose(res.transl.numpy(), transl, atol=1e-6)
+    assert np.allclose(res.joints.numpy(), J.reshape(3, 156), atol=1e-5)
+    from tracker.geometry.rotations import axis_angle_to_matrix
+
+    R_wire = axis_angle_to_matrix(res.pose.double().reshape(3, 52, 3)).numpy()
+    assert np.allclose(R_wire, R, atol=1e-5)
 
 
 def test_compiled_formulation_matches_eager(fitter):

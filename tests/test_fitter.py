@@ -113,6 +113,30 @@ def test_checkpoints_from_before_the_gate_carry_the_previous_frame():
     assert FitterConfig.from_dict(FitterConfig(carry=0.7).to_dict()).carry == 0.7
 
 
+def test_the_iterations_leave_the_regressor_joints_alone(fitter, body):
+    """Default: the leg chain keeps Φ's rotations; the other joints are refined."""
+    from tracker.body.joints import JOINT_NAMES, LEG_JOINT_NAMES
+
+    assert fitter.cfg.regressor_joints == LEG_JOINT_NAMES
+    sig, betas, *_ = frame(body)
+    with torch.no_grad():
+        out = fitter(sig, betas, head_to_hmd(), return_iterates=True)
+    rot = out.iterates[:, :, :312].reshape(4, 2, 52, 6)
+    legs = [JOINT_NAMES.index(n) for n in LEG_JOINT_NAMES]
+    others = [j for j in range(1, 52) if j not in legs]
+    assert torch.allclose(rot[-1][:, legs], rot[0][:, legs], atol=1e-6)
+    assert not torch.allclose(rot[-1][:, others], rot[0][:, others], atol=1e-4)
+
+
+def test_regressor_joints_config():
+    d = FitterConfig().to_dict()
+    assert FitterConfig.from_dict(d) == FitterConfig()
+    del d["regressor_joints"]  # a checkpoint from before the option: everything refined
+    assert FitterConfig.from_dict(d).regressor_joints == ()
+    with pytest.raises(ValueError, match="left_kne"):
+        FitterConfig(regressor_joints=("left_kne",))
+
+
 def test_yaw_and_floor_position_do_not_change_the_fit(fitter, body):
     sig_a, betas, poses, transl = frame(body, yaw=0.0)
     sig_b, *_ = frame(body, yaw=2.0)

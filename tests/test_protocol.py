@@ -1,5 +1,6 @@
 """Wire protocol v1: validation (every rejection reason), encoding, multipart, oversize."""
 
+import dataclasses
 import math
 import time
 
@@ -160,7 +161,9 @@ def test_oversize_is_dropped_by_zmq_maxmsgsize():
 
 
 def test_non_finite_never_published():
+    from engines.base import FitResult, FitState
     from tracker.body import load_body_model
+    from tracker.fitter.outputs import wire_outputs
     from tracker.server.publish import pose_messages
 
     theta = torch.zeros(3, 315)
@@ -169,8 +172,11 @@ def test_non_finite_never_published():
     residual = torch.tensor([0.01, 0.01, math.inf])
     heads = [{"session": f"s{i}", "seq": 1, "t": 0, "t_recv": 0, "state": "ok"}
              for i in range(3)]
-    msgs = pose_messages(load_body_model(), theta, torch.zeros(3, 16), torch.zeros(3),
-                         torch.ones(3, 2, dtype=torch.bool), residual, heads)
+    body = load_body_model()
+    res = FitResult(FitState(theta, torch.zeros(3, 1), torch.zeros(3, 1)), residual,
+                    torch.ones(3, dtype=torch.bool),
+                    *wire_outputs(body, theta, torch.zeros(3, 16), torch.zeros(3)))
+    msgs = pose_messages(res, torch.zeros(3, 16), torch.ones(3, 2, dtype=torch.bool), heads)
     assert msgs[0] is not None and msgs[1] is None and msgs[2] is None
 
 
@@ -189,11 +195,12 @@ def test_axis_angle_near_pi_without_scipy():
 
 
 def test_fast_pose_path_matches_torch():
+    from numpy_kinematics import JointChain
+
     from tracker.body import load_body_model
     from tracker.fitter.theta import split_theta, theta_to_axis_angle
     from tracker.geometry.arrays import matrix_to_axis_angle, rot6d_to_matrix
     from tracker.geometry.rotations import rotation_6d_to_matrix
-    from tracker.server.fastpose import JointChain
 
     body = load_body_model()
     g = torch.Generator().manual_seed(0)
@@ -225,6 +232,7 @@ class _EchoEngine:
 
     def fit(self, batch):
         from engines.base import FitResult, FitState
+        from tracker.fitter.outputs import wire_outputs
         from tracker.geometry.rotations import matrix_to_rotation_6d
 
         B = batch.betas.shape[0]
@@ -232,7 +240,8 @@ class _EchoEngine:
         d6 = matrix_to_rotation_6d(torch.eye(3).expand(B, 52, 3, 3)).reshape(B, 312)
         theta = torch.cat([d6, batch.signals.head[:, :3, 3]], 1)
         st = FitState(theta, batch.state.hidden, batch.state.motion)
-        return FitResult(st, torch.zeros(B), torch.ones(B, dtype=bool))
+        wire = wire_outputs(self.fitter.body, theta, batch.betas, batch.floor_or_zero())
+        return FitResult(st, torch.zeros(B), torch.ones(B, dtype=bool), *wire)
 
 
 def test_floor_offset_is_added_before_the_fit_and_removed_after():
@@ -257,7 +266,6 @@ def test_floor_offset_is_added_before_the_fit_and_removed_after():
 
 
 def test_divergence_publishes_reset_and_resets_the_next_frame():
-    from engines.base import FitResult
     from tracker.body import load_body_model
     from tracker.server.core import TrackerCore
 
@@ -265,7 +273,7 @@ def test_divergence_publishes_reset_and_resets_the_next_frame():
         def fit(self, batch):
             self.resets = batch.reset.tolist()
             r = super().fit(batch)
-            return FitResult(r.state, r.residual, torch.tensor([self.calls_ok.pop(0)]))
+            return dataclasses.replace(r, ok=torch.tensor([self.calls_ok.pop(0)]))
 
     eng = Diverging(load_body_model())
     eng.calls_ok = [True, True, False, True]
@@ -287,8 +295,8 @@ def test_gap_and_clock_jumps_reset_but_stale_frames_change_nothing():
     s.need_reset = False
     table.accept(parse_frame(msgpack.packb(good_message("g", 2, t=10**7))), 10**7)
     assert not s.need_reset
-    with pytest.raises(Rejected):
-        table.accept(parse_frame(msgpack.packb(good_message("g", 2, t=2 * 10**9))), 2 * 10**7)
+    with pytest.raises(Rejected):  # seq not ahead, device time not ahead: a late duplicate
+        table.accept(parse_frame(msgpack.packb(good_message("g", 2, t=5 * 10**6))), 2 * 10**7)
     assert not s.need_reset and s.last_seq == 2 and s.dropped == 0
     table.accept(parse_frame(msgpack.packb(good_message("g", 3, t=2 * 10**7))), 12 * 10**8)
     assert s.need_reset and s.reset_reason == "gap"  # 1.19 s of silence
@@ -325,3 +333,40 @@ def test_status_samples_ring_and_percentiles():
     assert p["max"] == 250.0 and p["p50"] in (200.0, 201.0) and p["p99"] in (249.0, 250.0)
     ref = np.percentile(s.values() / 1e6, [50, 90, 99])
     assert np.allclose([p["p50"], p["p90"], p["p99"]], ref, atol=1.0)
+
+
+# --- seq / t written as float64 (msgpackr's default pack(), C# and JS encoders) -------------
+
+def _with(**kw) -> bytes:
+    """A valid frame with ``kw`` replaced, floats packed as float64 (MessagePack ``cb``)."""
+    return msgpack.packb({**good_message("f64"), **kw}, use_single_float=False)
+
+
+def test_integral_float64_seq_and_t_are_accepted_as_integers():
+    payload = _with(seq=7.0, t=1.7e15)
+    assert b"\xa3seq\xcb" in payload and b"\xa1t\xcb" in payload  # really float64 on the wire
+    f = parse_frame(payload)
+    assert (f.seq, f.t) == (7, 1_700_000_000_000_000)
+    assert type(f.seq) is int and type(f.t) is int
+    for edge in (2.0**53, -(2.0**53), 0.0, -0.0):  # the exactly representable range, inclusive
+        assert parse_frame(_with(t=edge)).t == int(edge)
+    # a float seq is compared as the integer it holds
+    table = SessionTable()
+    table.accept(parse_frame(_with(seq=5.0)), 0)
+    with pytest.raises(Rejected, match="stale_seq"):
+        table.accept(parse_frame(_with(seq=5)), 1)
+    table.accept(parse_frame(_with(seq=6.0)), 2)
+
+
+@pytest.mark.parametrize("key", ["seq", "t"])
+@pytest.mark.parametrize(("value", "reason"), [
+    (1.5, "bad_type"), (-0.25, "bad_type"), (2.0**53 + 2, "bad_type"), (-(2.0**53) - 2, "bad_type"),
+    (1e300, "bad_type"), (math.nan, "non_finite"), (math.inf, "non_finite"),
+    (-math.inf, "non_finite"), (True, "bad_type"), ("7", "bad_type"), (None, "bad_type"),
+    ([7], "bad_type"),
+])
+def test_other_seq_and_t_values_stay_rejected(key, value, reason):
+    with pytest.raises(Rejected) as exc:
+        parse_frame(_with(**{key: value}))
+    assert exc.value.reason == reason and exc.value.session == "f64"
+    assert key in str(exc.value)

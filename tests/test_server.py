@@ -122,8 +122,10 @@ def test_malformed_input_counted_exactly_while_a_session_continues(server):
     rng.shuffle(kinds)
     for i, kind in enumerate(kinds):
         target = "valid" if i % 2 else "bad-target"
+        # a stale frame: an old seq and a device time just before the session's last frame
+        # (a time ahead, or more than 1 s back, would read as a restarted device)
         bad.send(bad_payload(kind, rng, session="valid" if kind == "stale_seq" else target,
-                             seq=rng.randrange(0, 1000)))
+                             seq=rng.randrange(0, 1000), t=time.monotonic_ns() - 500_000_000))
         sent[kind] += 1
         if i % 5 == 0:
             dev.send(frame("valid", q))

@@ -1,6 +1,7 @@
 """The Open3D viewer renders headless under Xvfb (CI installs xvfb and Mesa)."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,16 +43,34 @@ def _check_png(path):
     assert (rgb.sum(-1) < 700).mean() > 0.02  # more than a blank white frame
 
 
+def _check_legend(path):
+    """The legend in the bottom-left corner: a white panel with lines of text in the colours
+    of what they explain (orange plane, red and blue tips, green ground truth)."""
+    import open3d as o3d
+
+    from tracker.viewer.scene import GT_COLOR, HAND_COLORS, PLANE_COLOR
+
+    img = np.asarray(o3d.io.read_image(str(path)))[..., :3].astype(float) / 255
+    corner = img[500:, :520]
+    for colour in (PLANE_COLOR, HAND_COLORS[0], HAND_COLORS[1], GT_COLOR):
+        near = np.abs(corner - colour).max(-1) < 0.2
+        assert near.sum() > 100, f"no text in the colour {colour} in the legend"
+    assert (corner.min(-1) > 0.9).mean() > 0.5  # on a light panel
+
+
 def test_replay_view_screenshot(tmp_path):
     out = tmp_path / "replay.png"
     r = _run(["replay", str(SAMPLE), "--view", "--speed", "max", "--screenshot", str(out),
               "--engine", "eager"])
     assert r.returncode == 0, r.stderr
     _check_png(out)
+    _check_legend(out)
 
 
 def test_live_view_screenshot(tmp_path):
-    """``tracker view`` on a live output stream (the sample's recorded poses, republished)."""
+    """``tracker view`` on a live output stream (the sample's recorded poses, republished at
+    60 Hz): the body on screen, and the pose rate it reports is the rate poses arrive, not
+    the rate the (software-rendered, slow) window draws them."""
     msgs = list(read_recording(SAMPLE))
     ingest = {msgpack.unpackb(m.data)["seq"]: m.data for m in msgs if m.topic == "ingest"}
     poses = [m.data for m in msgs if m.topic.startswith("pose/")]
@@ -61,6 +80,7 @@ def test_live_view_screenshot(tmp_path):
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind(addr)
     stop = threading.Event()
+    sent = []
 
     def publish():
         i = 0
@@ -69,16 +89,21 @@ def test_live_view_screenshot(tmp_path):
             seq = msgpack.unpackb(data)["seq"]
             pub.send_multipart([b"frame/sample", ingest[seq]])
             pub.send_multipart([b"pose/sample", data])
+            sent.append(time.monotonic())
             i += 1
-            time.sleep(1 / 30)
+            time.sleep(1 / 60)
 
     t = threading.Thread(target=publish)
     t.start()
     try:
         out = tmp_path / "live.png"
         r = _run(["view", "--connect", addr, "--session", "sample", "--screenshot", str(out)])
+        done = time.monotonic()
         assert r.returncode == 0, r.stderr
         _check_png(out)
+        shown = float(re.search(r"saved .* \(poses (\d+)/s received\)", r.stderr).group(1))
+        rate = sum(done - 3 <= t for t in sent) / 3  # what was sent in the last seconds
+        assert 0.6 * rate <= shown <= 1.3 * rate + 2, (shown, rate)
     finally:
         stop.set()
         t.join()

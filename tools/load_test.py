@@ -44,7 +44,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tracker.protocol import REJECT_REASONS  # noqa: E402
-from tracker.server.faults import PARSER_REASONS, bad_payload, good_message  # noqa: E402
+from tracker.server.faults import (  # noqa: E402
+    CURVE_REASONS,
+    PARSER_REASONS,
+    bad_payload,
+    good_message,
+)
 
 
 def _port() -> int:
@@ -258,7 +263,7 @@ def scenario_overload(args) -> dict:
 def scenario_malformed(args) -> dict:
     total = args.malformed
     kinds = list(PARSER_REASONS) + ["stale_seq", "session_limit", "oversize"]
-    assert set(kinds) == set(REJECT_REASONS)
+    assert set(kinds) | set(CURVE_REASONS) == set(REJECT_REASONS)  # those need CURVE
     plan = [kinds[i % len(kinds)] for i in range(total)]
     rng = random.Random(0)
     rng.shuffle(plan)
@@ -291,7 +296,9 @@ def scenario_malformed(args) -> dict:
     for i, kind in enumerate(plan):
         target = rng.choice(["load-0", "load-1", "ghost"])
         if kind == "stale_seq":
-            p = bad_payload(kind, rng, session=rng.choice(["load-0", "load-1"]), seq=0)
+            # an old seq, a device time just behind the session's (else: a restart)
+            p = bad_payload(kind, rng, session=rng.choice(["load-0", "load-1"]), seq=0,
+                            t=time.monotonic_ns() - 500_000_000)
         elif kind == "session_limit":
             p = bad_payload(kind, rng, session=f"newcomer-{i}")
         else:

@@ -21,18 +21,37 @@ SUBCOMMANDS = {
     "serve": ("tracker.commands.serve", "fit headset streams live (ZeroMQ in, poses out)"),
     "simulate": ("tracker.commands.simulate", "synthetic headsets publishing protocol frames"),
     "replay": ("tracker.commands.replay", "re-run a recording through the tracker"),
+    "recover": ("tracker.commands.recover", "rewrite a cut-off recording into a finalised one"),
     "view": ("tracker.commands.view", "live 3D view of the published poses (Open3D)"),
+    "vmc": ("tracker.commands.vmc", "send poses to VMC protocol receivers (OSC: VSeeFace, "
+                                    "Warudo, EVMC4U)"),
 }
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default where it has one (not ``None``/``False``)
+    and the text does not already give it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        d = action.default
+        if (action.option_strings and d is not None and d is not False
+                and d is not argparse.SUPPRESS and "default" not in text.lower()):
+            shown = " ".join(map(str, d)) if isinstance(d, list | tuple) else str(d)
+            text = f"{text} (default: {shown.replace('%', '%%')})".strip()
+        return text
 
 
 def build_parser(prog: str, subcommands: dict, argv: list[str],
                  description: str | None = None) -> argparse.ArgumentParser:
     """All subcommands are listed; only the one being run is imported (fast ``--help``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in subcommands.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=HelpFormatter)
         if name == chosen:
             mod = importlib.import_module(module)
             mod.add_arguments(p)

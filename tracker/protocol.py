@@ -1,17 +1,22 @@
-"""Wire protocol v1 (``shared/protocol.md``): MessagePack frames in, poses out.
+"""Wire protocol v1 (``docs/protocol.md``): MessagePack frames in, poses out.
 
 One module for every side of the wire: the server validates with :func:`parse_frame`,
 simulators and the OpenXR source build payloads with :func:`encode_frame`, subscribers read
 poses with :func:`decode_pose`. Validation never touches session state: a rejected message
 raises :class:`Rejected` with one of :data:`REJECT_REASONS`, which the server counts.
 
-Output topics (server PUB, two frames ``[topic, payload]``):
+Output topics (server XPUB, sending like a PUB; two frames ``[topic, payload]``):
 
 * ``pose/<session>``: one fitted pose (:data:`POSE_KEYS`), numbers as float32/int;
 * ``status``: about once a second (see ``tracker.server.core``);
-* ``frame/<session>``: an extension of the contract: the exact ingest payload that the next
-  ``pose/<session>`` answers (viewers draw the headset and hands from it). Subscribers that
-  filter on ``pose/`` never receive it (ZeroMQ filters on the publisher side).
+* ``skeleton/<session>``: the session's skeleton (:data:`SKELETON_KEYS`, built by
+  ``tracker.server.skeleton``): when the session starts or its profile changes, and again
+  whenever a subscription that covers it arrives (subscribing is the request);
+* ``frame/<session>``: an extension of the contract: the frame that the next ``pose/<session>``
+  answers, as validated and re-encoded (``tracker.server.publish.echo_payload``: the frame
+  keys, plus a simulator's checked ``gt``; nothing else of the ingest payload), so viewers draw
+  the headset and hands from it. Subscribers that filter on ``pose/`` never receive it
+  (ZeroMQ filters on the publisher side).
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ import numpy as np
 VERSION = 1
 DEFAULT_INGEST = "tcp://127.0.0.1:5555"
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5556"
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024  # a whole ingest message, all its frames together
+MAX_MESSAGE_PARTS = 4  # frames of one ingest message (the payload is the last)
 POSE_TOPIC_PREFIX = b"pose/"
 FRAME_TOPIC_PREFIX = b"frame/"
+SKELETON_TOPIC_PREFIX = b"skeleton/"
 STATUS_TOPIC = b"status"
 POSE_KEYS = ("v", "session", "seq", "t", "t_recv", "t_pub", "transl", "pose", "betas", "joints",
              "visible", "residual", "state")
+SKELETON_KEYS = ("v", "session", "joints", "parents", "rest", "betas", "units", "frame",
+                 "pose_layout")
 MAX_ABS_POSITION_M = 100.0
+MAX_FLOAT_INTEGER = 2**53  # seq / t sent as float64: integral and within ±2**53 (exact)
 QUAT_NORM_RANGE = (0.5, 2.0)
 SESSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")  # \Z: "$" would accept a final "\n"
 
@@ -40,14 +50,16 @@ REJECT_REASONS = (
     "malformed",        # not MessagePack, or not a map
     "version",          # v missing or not 1
     "missing_key",      # session, seq, t or head absent
-    "bad_type",         # a key with the wrong type or array length
+    "bad_type",         # wrong type or array length (seq/t: a float not integral or > 2**53)
     "bad_session",      # session id not 1-64 chars of [A-Za-z0-9._-]
     "non_finite",       # NaN or infinity anywhere
     "bad_quaternion",   # quaternion norm outside [0.5, 2]
     "out_of_range",     # a position beyond ±100 m
-    "stale_seq",        # seq not strictly increasing within the session (server-side check)
-    "oversize",         # larger than 64 KiB (dropped by ZeroMQ before parsing)
+    "stale_seq",        # seq not increasing, device time not ahead: a late duplicate (server)
+    "oversize",         # over 64 KiB in all or over MAX_MESSAGE_PARTS frames (never parsed)
     "session_limit",    # a new session while the live-session cap is reached (server-side)
+    "session_taken",    # CURVE: the session belongs to another client key (server-side)
+    "client_quota",     # CURVE: a new session beyond the client key's quota (server-side)
 )
 
 
@@ -125,6 +137,29 @@ def _hand(msg: dict, side: str) -> HandObservation | None:
     return HandObservation(wrist, tips, tracked)
 
 
+def _integer(msg: dict, key: str) -> int:
+    """``seq`` / ``t``: a MessagePack integer, or an integral float within ±2**53.
+
+    Several encoders write integers as float64 (msgpackr's default ``pack()`` writes every
+    integer beyond 32 bits so, and so do encoders of languages whose numbers are doubles); a
+    float64 holds every integer up to 2**53 exactly, so those are taken as the integer they
+    hold. Non-integral floats and floats beyond 2**53 (which no longer hold every integer) are
+    rejected (``bad_type``), NaN and infinity too (``non_finite``); booleans and everything
+    else as before (``bad_type``).
+    """
+    v = msg[key]
+    if type(v) is int:
+        return v
+    if type(v) is float:
+        if not math.isfinite(v):
+            raise Rejected("non_finite", f"{key} is NaN or infinity")
+        if v.is_integer() and abs(v) <= MAX_FLOAT_INTEGER:
+            return int(v)
+        raise Rejected("bad_type", f"{key} must be an integer (a float is accepted only when "
+                                   f"integral and within ±2**53), got {v!r}")
+    raise Rejected("bad_type", f"{key} must be an integer")
+
+
 def parse_frame(payload: bytes) -> Frame:
     """Decode and validate one ingest payload (raises :class:`Rejected`).
 
@@ -153,11 +188,8 @@ def parse_frame(payload: bytes) -> Frame:
     if not SESSION_RE.fullmatch(session):
         raise Rejected("bad_session", "session must be 1-64 chars of [A-Za-z0-9._-]")
     try:
-        for key in ("seq", "t"):
-            if type(msg[key]) is not int:
-                raise Rejected("bad_type", f"{key} must be an integer")
-        return Frame(session, msg["seq"], msg["t"], _pose(msg, "head"),
-                     _hand(msg, "left"), _hand(msg, "right"))
+        seq, t = _integer(msg, "seq"), _integer(msg, "t")
+        return Frame(session, seq, t, _pose(msg, "head"), _hand(msg, "left"), _hand(msg, "right"))
     except Rejected as exc:
         exc.session = session
         raise
@@ -171,6 +203,11 @@ def ingest_payload(parts: list[bytes]) -> bytes:
 def pose_topic(session: str) -> bytes:
     """``pose/<session>`` as bytes (the first frame of a pose message)."""
     return POSE_TOPIC_PREFIX + session.encode()
+
+
+def skeleton_topic(session: str) -> bytes:
+    """``skeleton/<session>`` as bytes (the session's joint names, tree and rest joints)."""
+    return SKELETON_TOPIC_PREFIX + session.encode()
 
 
 def frame_topic(session: str) -> bytes:

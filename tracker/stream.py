@@ -60,7 +60,8 @@ class StreamState:
 
 def fit_tick(engine: Engine, streams: Sequence[StreamState], signals: HeadsetSignals,
              betas: Tensor, T_hmd: Tensor, t_ns: Sequence[int],
-             reset: Sequence[bool] | None = None) -> tuple[FitResult, list[bool], int]:
+             reset: Sequence[bool] | None = None,
+             floor: Tensor | None = None) -> tuple[FitResult, list[bool], int]:
     """Fit one frame of each stream in one engine call and carry their states.
 
     Args:
@@ -68,6 +69,8 @@ def fit_tick(engine: Engine, streams: Sequence[StreamState], signals: HeadsetSig
         signals: stage-frame observations with batch ``(B,)``. betas: ``(B, K)``.
         T_hmd: ``(B, 4, 4)``. t_ns: each frame's device time (ns).
         reset: extra resets asked by the caller (gap, profile change).
+        floor: ``(B,)`` profile floor offsets, metres, taken off the y of the result's wire
+            outputs (``None``: 0; ``tracker.fitter.outputs``).
 
     Returns:
         ``(result, resets, fit_ns)``: the engine's result (on its device), which streams
@@ -87,7 +90,7 @@ def fit_tick(engine: Engine, streams: Sequence[StreamState], signals: HeadsetSig
     state = FitState.cat(rows)
     dt = torch.tensor([DEFAULT_DT_S if r else s.dt_seconds(t)
                        for s, t, r in zip(streams, t_ns, resets, strict=True)])
-    batch = FitBatch(signals, betas, T_hmd, state, torch.tensor(resets), dt)
+    batch = FitBatch(signals, betas, T_hmd, state, torch.tensor(resets), dt, floor)
     if engine.device.type != "cpu":
         batch = batch.to(engine.device)
     t0 = time.perf_counter_ns()

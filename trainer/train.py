@@ -263,7 +263,8 @@ def _init_from(path: str, body, cfg: FitterConfig, log) -> NeuralFitter:
     """The fitter of checkpoint ``path`` (its architecture and weights) to fine-tune.
 
     A checkpoint from before the carry gate gets the gate at ``cfg.carry`` instead of its
-    load-time 1.0. The data-term weights are ``cfg``'s (settings of the fit, not learned).
+    load-time 1.0. The data-term weights and ``regressor_joints`` are ``cfg``'s (settings of
+    the fit, not learned).
     One whose network input D was narrower (from before the motion features, or with fewer of
     them) gets the missing input columns of Φ, Φh and the GRU at zero (D only grows at its
     end), so the fine-tune starts from exactly the checkpoint's fits.
@@ -273,8 +274,10 @@ def _init_from(path: str, body, cfg: FitterConfig, log) -> NeuralFitter:
         raise CheckpointError(f"{path}: trained for body model {blob['body_name']}, not "
                               f"{body.data.name}")
     old_cfg = FitterConfig.from_dict(blob["config"])
-    # the data-term weights are settings of the fit, not learned: they come from ``cfg``
-    arch = replace(old_cfg, motion=cfg.motion or old_cfg.motion, data_term=cfg.data_term)
+    # the data-term weights and the joints the iterations leave to Φ are settings of the
+    # fit, not learned: they come from ``cfg``
+    arch = replace(old_cfg, motion=cfg.motion or old_cfg.motion, data_term=cfg.data_term,
+                   regressor_joints=cfg.regressor_joints)
     fitter = NeuralFitter(body, arch)
     own = fitter.state_dict()
     weights = dict(blob["weights"])

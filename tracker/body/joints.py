@@ -34,6 +34,10 @@ WRISTS = (LEFT_WRIST, RIGHT_WRIST)
 FOOT_JOINTS = tuple(JOINT_NAMES.index(n) for n in ("left_ankle", "right_ankle", "left_foot",
                                                   "right_foot"))
 
+# The leg chain below the pelvis, which no headset signal observes.
+LEG_JOINT_NAMES = ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+                   "right_ankle", "left_foot", "right_foot")
+
 # Fingertip order used everywhere (protocol.md, OpenXR): thumb, index, middle, ring, little.
 TIP_NAMES = ("thumb", "index", "middle", "ring", "little")
 # smplx's own vertex_ids keys for the SMPL+H fingertips, in TIP_NAMES order.

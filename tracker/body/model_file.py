@@ -179,8 +179,13 @@ def read_model_file(path: str | Path | None = None, gender: str = "neutral") -> 
         raw = _load_raw(p)
     except BodyModelError:
         raise
-    except Exception as exc:  # corrupt zip, truncated pickle, ...
-        raise BodyModelError(f"{p}: cannot read body model file ({exc})") from exc
+    except Exception as exc:  # corrupt zip, truncated pickle, a file of another kind ...
+        from tracker.errors import describe_file
+
+        kind = describe_file(p)
+        why = (str(exc) if kind in ("a NumPy .npz archive", "a Python pickle")
+               else f"{kind}; expected an SMPL+H model, .npz or .pkl")
+        raise BodyModelError(f"{p}: cannot read body model file ({why})") from exc
 
     missing = [k for k in ("v_template", "f", "shapedirs", "J_regressor", "weights",
                            "kintree_table") if k not in raw]

@@ -22,7 +22,6 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from tracker.fitter.theta import theta_to_axis_angle
     from tracker.motion.procedural import generate_motion
     from tracker.server.build import build_engine, set_threads
     from tracker.signals.device import DeviceModel
@@ -48,8 +47,7 @@ def run(args) -> int:
         res, _, fit_ns = fit_tick(engine, [stream], sig.map(lambda x: x[t : t + 1]),  # noqa: B023
                                   betas, T_hmd, [round(t * NS_PER_S / args.rate)])
         lat.append(fit_ns * 1e-9)
-        poses, transl = theta_to_axis_angle(res.theta)
-        joints = body.forward_axis_angle(poses, betas, transl).joints[0, :22]
+        joints = res.joints.reshape(52, 3)[:22].cpu()  # what the wire would carry
         errs.append((joints - truth.joints[t, :22]).norm(dim=-1).mean().item())
         if (t + 1) % int(args.rate) == 0 or t == T - 1:
             s = slice(max(0, t + 1 - int(args.rate)), t + 1)

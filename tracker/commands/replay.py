@@ -30,7 +30,8 @@ def add_arguments(p):
     p.add_argument("--screenshot", default=None, metavar="FILE",
                    help="with --view: save one frame once the body is on screen, then exit")
     p.add_argument("--publish", default=None, metavar="ADDR",
-                   help="also publish pose/<session> (and frame/<session>) on a bound PUB")
+                   help="also publish pose/<session> (and frame/<session>, "
+                        "skeleton/<session>) on a bound XPUB, as tracker serve does")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write DIR/<session>.npz (AMASS layout, Z up) per session")
     add_model_arguments(p, recorded=True)
@@ -57,6 +58,11 @@ def run(args) -> int:
         meta = recording_metadata(path)
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc})") from exc
+    if args.view:
+        from tracker.viewer import display_problem
+
+        if problem := display_problem(args.screenshot is not None):
+            raise UserError(problem)
     args.engine = args.engine or meta.get("engine", "auto")
     args.visibility = args.visibility or meta.get("visibility", "device")
     threads = set_threads(args.threads or int(meta.get("threads", 0)) or None)
@@ -73,14 +79,17 @@ def run(args) -> int:
         args.speed = 1.0 if (args.view or args.publish) else None
 
     fitted: dict = defaultdict(list)
+    skeletons_sent: dict = {}
     pub = None
     if args.publish:
         import zmq
 
-        from tracker.protocol import frame_topic, pose_topic
+        from tracker.protocol import frame_topic, pose_topic, skeleton_topic
+        from tracker.server.skeleton import read_subscriptions
 
         ctx = zmq.Context.instance()
-        pub = ctx.socket(zmq.PUB)
+        pub = ctx.socket(zmq.XPUB)  # as serve: subscribing asks for the current skeletons
+        pub.setsockopt(zmq.XPUB_VERBOSE, 1)
         pub.setsockopt(zmq.LINGER, 200)
         try:
             pub.bind(args.publish)
@@ -92,6 +101,14 @@ def run(args) -> int:
             fitted[msg["session"]].append({k: msg[k] for k in ("seq", "t", "pose", "transl",
                                                                "betas")})
         if pub is not None:
+            s = msg["session"]
+            due = core.skeletons_for(read_subscriptions(pub))
+            sk = core.skeletons.get(s)
+            if sk is not None and sk is not skeletons_sent.get(s):  # a new session or shape
+                skeletons_sent[s] = sk
+                due.append((s, sk))
+            for sid, sk in due:
+                pub.send_multipart([skeleton_topic(sid), sk])
             pub.send_multipart([frame_topic(msg["session"]), payload])
             pub.send_multipart([pose_topic(msg["session"]), data])
 

@@ -1,8 +1,11 @@
 """``tracker serve``: fit headset streams live (ZeroMQ + MessagePack, see the README).
 
 Devices PUB frames to the ingest address (the server's SUB is bound there); subscribers SUB
-to the publish address for ``pose/<session>`` and ``status``. Runs until SIGINT or SIGTERM,
-then finalises the recording and exits 0.
+to the publish address for ``pose/<session>`` and ``status``. Runs until SIGINT, SIGTERM or
+SIGHUP (handlers in place before the recording is opened), then finalises the recording,
+prints its totals and exits 0. Exits 1 when a watched thread died (the ingest receiver, or
+with CURVE the ZAP authenticator: ``tracker.server.loop``), 2 on bad options. Log lines:
+``tracker.server.serve_log``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ def add_arguments(p):
                    help=f"where poses and status go out (bound PUB; default {DEFAULT_PUBLISH})")
     add_model_arguments(p)
     p.add_argument("--record", default=None, metavar="FILE",
-                   help="record ingest payloads and published poses to an MCAP file")
+                   help="record accepted ingest payloads and published poses to an MCAP "
+                        "file (readable even after a crash; see tracker recover)")
     p.add_argument("--curve-keys", default=None, metavar="DIR",
                    help="CURVE authentication: DIR/server.key_secret and DIR/clients/*.key "
                         "(the public keys allowed to connect)")
@@ -29,14 +33,23 @@ def add_arguments(p):
     p.add_argument("--max-sessions", type=int, default=256, metavar="N",
                    help="cap on live sessions; frames of new sessions beyond it are "
                         "rejected as session_limit (default 256)")
+    p.add_argument("--max-sessions-per-client", type=int, default=16, metavar="N",
+                   help="with --curve-keys: live sessions one client key may hold; more are "
+                        "rejected as client_quota (default 16)")
     p.add_argument("--status-period", type=float, default=1.0, metavar="S",
                    help="seconds between status messages (default 1)")
     p.add_argument("--no-frame-echo", action="store_true",
-                   help="do not publish frame/<session> (the ingest payload each pose answers)")
+                   help="do not publish frame/<session> (the frame each pose answers)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no session and periodic lines (errors and the exit totals still "
+                        "print)")
+    p.add_argument("--log-period", type=float, default=10.0, metavar="S",
+                   help="seconds between the one-line totals (default 10)")
 
 
 def run(args) -> int:
     import gc
+    import os
     import signal
     import sys
     import threading
@@ -46,9 +59,21 @@ def run(args) -> int:
     from tracker.cli import UserError
     from tracker.recording import RecordingWriter
     from tracker.server.build import build_core, set_threads
+    from tracker.server.faults import FAULTS_ENV, FaultInjection
     from tracker.server.loop import Server, ServerConfig
     from tracker.server.security import KeyFolderError, load_server_keys, warn_if_exposed
+    from tracker.server.serve_log import ServeLog
 
+    for name, value, low in (("--max-sessions", args.max_sessions, 1),
+                             ("--max-sessions-per-client", args.max_sessions_per_client, 1),
+                             ("--status-period", args.status_period, 0.01),
+                             ("--log-period", args.log_period, 0.1)):
+        if not value >= low:
+            raise UserError(f"{name} must be at least {low:g}, got {value:g}")
+    try:
+        faults = FaultInjection.parse(os.environ.get(FAULTS_ENV))
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
     threads = set_threads(args.threads)
     keys = None
     if args.curve_keys:
@@ -66,6 +91,18 @@ def run(args) -> int:
     gc.collect()
     gc.freeze()
     warn_if_exposed([args.ingest, args.publish], keys is not None)
+    # From here on a signal stops the server cleanly (the recording is finalised): the
+    # handlers are in place before the recorder opens its file.
+    stop = threading.Event()
+    holder: dict = {}
+
+    def on_signal(signum, frame):
+        stop.set()
+        if "server" in holder:
+            holder["server"].wake()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     recorder = None
     if args.record:
         meta = dict(info, engine=core.engine.name, visibility=args.visibility, threads=threads,
@@ -74,23 +111,16 @@ def run(args) -> int:
             recorder = RecordingWriter(args.record, meta)
         except OSError as exc:
             raise UserError(f"{args.record}: cannot write ({exc.strerror or exc})") from exc
+    log = ServeLog(quiet=args.quiet, period_s=args.log_period)
     cfg = ServerConfig(args.ingest, args.publish, args.status_period, keys, recorder,
-                       not args.no_frame_echo)
+                       not args.no_frame_echo, log, faults)
     try:
         server = Server(core, cfg)
     except zmq.ZMQError as exc:
         if recorder is not None:
             recorder.close()
         raise UserError(f"cannot bind {args.ingest} / {args.publish}: {exc}") from exc
-
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-        server.wake()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    holder["server"] = server
     print(f"tracker serve: ingest {server.ingest_addr}  publish {server.publish_addr}  "
           f"engine {core.engine.name}  threads {threads}  model {info['checkpoint']}  "
           f"curve {'on' if keys else 'off'}  record {args.record or '-'}  ready",
@@ -99,6 +129,16 @@ def run(args) -> int:
         server.serve(stop)
     finally:
         server.close()
-    print("tracker serve: stopped" + (f", recording {args.record} finalised" if recorder
-                                      else ""), file=sys.stderr, flush=True)
+        if server.fatal is not None:
+            log.error(f"{server.fatal}; stopped" + (f" (recording {args.record} finalised)"
+                                                     if recorder else ""))
+        log.exit_totals(server.status())
+    if server.fatal is not None:
+        return 1
+    if recorder is not None and recorder.error is not None:
+        state = f"recording {args.record} stopped early ({recorder.error}), readable"
+    else:
+        state = f"recording {args.record} finalised" if recorder else ""
+    print("tracker serve: stopped" + (f", {state}" if state else ""), file=sys.stderr,
+          flush=True)
     return 0

@@ -22,7 +22,8 @@ def add_arguments(p):
     p.add_argument("--rate", type=float, default=90.0, help="frames per second (default 90)")
     p.add_argument("--sessions", type=int, default=1, metavar="K",
                    help="simulated users, sessions PREFIX0..PREFIX{K-1} (default 1)")
-    p.add_argument("--session-prefix", default="sim-", metavar="PREFIX")
+    p.add_argument("--session-prefix", default="sim-", metavar="PREFIX",
+                   help="session ids are PREFIX0, PREFIX1, ...")
     p.add_argument("--loop", action="store_true", help="repeat the motions forever")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="stop after S seconds (default: at the end of the motions)")

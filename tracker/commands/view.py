@@ -1,6 +1,7 @@
 """``tracker view``: watch a server's poses in an Open3D window.
 
-Needs a display; headless: ``xvfb-run -a tracker view --screenshot out.png``.
+Needs a display (refused at once without one); headless: ``--screenshot out.png`` renders
+one frame off-screen, or ``xvfb-run -a tracker view``. Key L hides or shows the legend.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from tracker.body import BodyModelError, load_body_model
     from tracker.cli import UserError
+    from tracker.viewer import display_problem
+
+    if problem := display_problem(args.screenshot is not None):  # before the slow imports
+        raise UserError(problem)
+    from tracker.body import BodyModelError, load_body_model
     from tracker.viewer.app import ViewerError, run_viewer
     from tracker.viewer.source import LiveSource
 

@@ -67,8 +67,13 @@ def read_checkpoint(path: str | Path) -> dict:
     try:  # tensors, numbers, strings and containers only: a checkpoint never runs code
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        from tracker.errors import describe_file
+
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        kind = describe_file(path)
+        if kind not in ("a PyTorch file", "a Python pickle"):  # not what torch.save writes
+            reason = f"{kind}; expected a .pt file written by trainer fit-amass"
+        elif "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = "it holds Python objects other than tensors and plain data, refused"
         raise CheckpointError(f"{path}: cannot read checkpoint ({reason})") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:

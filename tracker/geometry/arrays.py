@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["matrix_to_axis_angle", "pose7_to_transform", "quaternion_to_matrix",
+__all__ = ["axis_angle_to_matrix", "matrix_to_axis_angle", "matrix_to_quaternion",
+           "pose7_to_transform", "quaternion_multiply", "quaternion_to_matrix",
            "rot6d_to_matrix"]
 
 
@@ -72,3 +73,62 @@ def pose7_to_transform(p: np.ndarray) -> np.ndarray:
     T[..., :3, 3] = p[..., :3]
     T[..., 3, 3] = 1.0
     return T
+
+
+def axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
+    """Axis-angle ``(..., 3)`` (axis times angle, radians) -> ``(..., 3, 3)`` (Rodrigues).
+
+    ``R = I + sin(a) K + (1 - cos(a)) K^2`` with ``K`` the skew matrix of the unit axis; near
+    zero angle the series ``sin(a)/a ~ 1 - a^2/6`` and ``(1 - cos a)/a^2 ~ 1/2 - a^2/24`` keeps it
+    exact (no division by a vanishing angle).
+    """
+    aa = np.asarray(aa, dtype=np.float64)
+    a2 = (aa * aa).sum(-1)
+    a = np.sqrt(a2)
+    small = a < 1e-4
+    safe = np.where(small, 1.0, a)
+    s = np.where(small, 1.0 - a2 / 6.0, np.sin(safe) / safe)  # sin(a)/a
+    c = np.where(small, 0.5 - a2 / 24.0, (1.0 - np.cos(safe)) / (safe * safe))  # (1-cos a)/a^2
+    x, y, z = aa[..., 0], aa[..., 1], aa[..., 2]
+    zero = np.zeros_like(x)
+    K = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*aa.shape[:-1], 3, 3)
+    return np.eye(3) + s[..., None, None] * K + c[..., None, None] * (K @ K)
+
+
+def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """Rotation matrices ``(..., 3, 3)`` -> unit quaternions ``x y z w`` ``(..., 4)``, ``w >= 0``.
+
+    Shepperd's method: the largest of ``w, x, y, z`` is computed from the diagonal and the
+    others from off-diagonal sums, which stays accurate at every angle.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    m = R.reshape(-1, 3, 3)
+    r00, r01, r02 = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    r10, r11, r12 = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+    r20, r21, r22 = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
+    # 4 * (w^2, x^2, y^2, z^2); the largest picks the well-conditioned formula
+    sq = np.stack([1 + r00 + r11 + r22, 1 + r00 - r11 - r22, 1 - r00 + r11 - r22,
+                   1 - r00 - r11 + r22], -1)
+    cand = np.stack([  # each row times 4 * (its own component): (x, y, z, w) candidates
+        np.stack([r21 - r12, r02 - r20, r10 - r01, sq[:, 0]], -1),
+        np.stack([sq[:, 1], r01 + r10, r02 + r20, r21 - r12], -1),
+        np.stack([r01 + r10, sq[:, 2], r12 + r21, r02 - r20], -1),
+        np.stack([r02 + r20, r12 + r21, sq[:, 3], r10 - r01], -1),
+    ], 1)  # (n, 4, 4)
+    k = np.argmax(sq, axis=-1)
+    q = cand[np.arange(len(k)), k]
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    q = np.where(q[:, 3:] < 0, -q, q)
+    return q.reshape(*R.shape[:-2], 4)
+
+
+def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product ``a * b`` of ``x y z w`` quaternions ``(..., 4)`` (``b`` acts first)."""
+    ax, ay, az, aw = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
+    bx, by, bz, bw = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
+    return np.stack([
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    ], -1)

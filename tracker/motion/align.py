@@ -47,6 +47,7 @@ import numpy as np
 
 from tracker.body.joints import JOINT_NAMES, PARENTS
 from tracker.motion.ik import _kabsch, _min_rotation, _unit, analytic_ik
+from tracker.motion.limits import LIMITED, joint_excess
 from tracker.motion.targets import Targets
 
 _IDX = {n: i for i, n in enumerate(JOINT_NAMES)}
@@ -57,6 +58,9 @@ VERIFY_TOL_DEG = 45.0
 SPINE_TOL_DEG = 25.0
 """The same for spine joints: a spine segment's mean posture in a clip is rarely far from
 neutral, while rigs whose bones lie along one axis at rest straighten the spine's S-curve."""
+PLAUSIBILITY_MARGIN = 0.003
+"""Mean squared limit excess (radians^2; e.g. 10° beyond a range in 10% of frames) by which the
+rest-pose estimate must be worse than the neutral mean for the neutral mean to replace it."""
 MIN_BEND_DEG = 10.0
 """A knee or elbow bent at least this much shows its hinge axis (frames weighted by the sine of
 the bend)."""
@@ -284,6 +288,31 @@ def _toe_swing(C: np.ndarray, tg: Targets, rest: np.ndarray, j: int, sub: np.nda
     return _min_rotation(u[None], b[None])[0] @ C
 
 
+def _limit_score(Cj: np.ndarray, O: np.ndarray, k: int, j: int, idx, C: np.ndarray
+                 ) -> float | None:
+    """Mean squared excess (radians^2) over the human ranges (``tracker.motion.limits``) of
+    joint ``j``'s local rotations in frames ``O (S, M, 3, 3)`` if its ``C`` were ``Cj``
+    (relative to its aligned parent ``O_p C_p``); None when the joint has no limits or its
+    parent is not mapped with orientations."""
+    p = PARENTS[j]
+    if j not in LIMITED or p not in idx or not np.any(C[idx[p]]):
+        return None
+    R = np.swapaxes(O[:, idx[p]] @ C[idx[p]], -1, -2) @ O[:, k] @ Cj
+    return float((joint_excess(R, j) ** 2).sum(-1).mean())
+
+
+def _less_plausible(cand: np.ndarray, mean: np.ndarray, O: np.ndarray, k: int, j: int, idx,
+                    C: np.ndarray) -> bool:
+    """Whether the rest-pose estimate ``cand`` of joint ``j`` puts its local rotations further
+    beyond their human ranges than the neutral mean does (by ``PLAUSIBILITY_MARGIN``); True
+    when that cannot be judged (no limits, parent unmapped). A clip's mean posture is a coarse
+    estimate (a dancer's pointed feet, a bent spine), while the rest pose is the rig's own, the
+    same for all its clips: it is kept unless the motion says it cannot be right."""
+    a = _limit_score(cand, O, k, j, idx, C)
+    b = _limit_score(mean, O, k, j, idx, C)
+    return a is None or b is None or a > b + PLAUSIBILITY_MARGIN
+
+
 # ------------------------------------------------------------------------------ together
 def _rest_candidates(tg: Targets, rest: np.ndarray, bad: dict[str, str], notes: list[str]
                      ) -> tuple[np.ndarray, dict[int, str]]:
@@ -351,7 +380,8 @@ def align(tg: Targets, rest: np.ndarray, max_frames: int = 400
             cand = None  # mapped finger bases: positions give the hand's orientation
         tol = SPINE_TOL_DEG if JOINT_NAMES[j].startswith("spine") else VERIFY_TOL_DEG
         if cand is not None and (src[j] == "hinge" or mean is None
-                                 or _rot_angle(cand, mean) <= tol):
+                                 or _rot_angle(cand, mean) <= tol
+                                 or not _less_plausible(cand, mean, O, k, j, idx, C)):
             C[k] = cand
             used.add(src[j])
         elif mean is not None and len(_below(j, idx)) < 2:
@@ -369,6 +399,39 @@ def align(tg: Targets, rest: np.ndarray, max_frames: int = 400
     notes += [f"rest pose {k}: {v}" for k, v in bad.items() if k in ("torso", "all")]
     order = ("rest", "hinge", "chain", "mean", "ik")
     return C, "+".join(o for o in order if o in used), notes
+
+
+TRUST_TOL_DEG = 30.0
+"""A file orientation that puts its joint further than this beyond a human range relative to
+its aligned parent is not followed in that frame (:func:`trusted_orientations`)."""
+_WRISTS = (_IDX["left_wrist"], _IDX["right_wrist"])
+
+
+def trusted_orientations(tg: Targets, C: np.ndarray) -> np.ndarray:
+    """Which file orientations to follow: ``(N, M)`` bool, False where the aligned orientation
+    ``O_j C_j`` of a mapped joint, relative to its aligned parent ``O_p C_p``, is further than
+    ``TRUST_TOL_DEG`` beyond one of the joint's human ranges (``tracker.motion.limits``).
+
+    Such frames are no pose a person can take: mocap solvers flip a bone's roll about its own
+    axis (a foot turned by 160-180° about its length while the toes stay where they are) or a
+    head or hand for a while, which positions cannot show. There the fit ignores the file's
+    orientation and the joint follows the positions and its parent. A wrist's twist is not
+    judged (SMPL+H shares forearm pronation with the elbow, rigs often give it all to the hand;
+    ``tracker.motion.ik`` hands it on). Joints without limits, or whose parent is not mapped
+    with orientations, are always followed. ``C (M, 3, 3)``."""
+    idx = {int(j): k for k, j in enumerate(tg.joints)}
+    ok = np.ones(tg.pos.shape[:2], bool)
+    tol = np.deg2rad(TRUST_TOL_DEG)
+    for k, j in enumerate(int(j) for j in tg.joints):
+        p = PARENTS[j]
+        if j not in LIMITED or not tg.has_rot[k] or p not in idx or not tg.has_rot[idx[p]]:
+            continue
+        R = np.swapaxes(tg.rot[:, idx[p]] @ C[idx[p]], -1, -2) @ tg.rot[:, k] @ C[k]
+        ex = joint_excess(R, j)
+        if j in _WRISTS:
+            ex[:, 0] = 0.0
+        ok[:, k] = ex.max(-1) <= tol
+    return ok
 
 
 def rest_offsets(tg: Targets, rest: np.ndarray, C: np.ndarray) -> np.ndarray:

@@ -125,7 +125,12 @@ def read_amass(path: str | Path) -> dict:
                     if "allow_pickle" not in str(exc):
                         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise MotionFileError(f"{p}: not a readable .npz ({type(exc).__name__}: {exc})") from None
+        from tracker.errors import describe_file
+
+        kind = describe_file(p)
+        why = (f"{type(exc).__name__}: {exc}" if kind == "a NumPy .npz archive"
+               else f"{kind}; expected an AMASS-layout .npz motion")
+        raise MotionFileError(f"{p}: not a readable .npz ({why})") from None
     except Exception as exc:  # zlib.error and friends from a damaged member
         raise MotionFileError(f"{p}: corrupt .npz ({type(exc).__name__}: {exc})") from None
     if "poses" not in data:

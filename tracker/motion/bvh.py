@@ -3,7 +3,8 @@
 Parser (:func:`parse_bvh`, :func:`read_bvh`): any rotation order, any mix of position and
 rotation channels on any joint (3, 6 or other counts; scale channels are ignored), end sites
 (named ``<parent>_end``), tabs or spaces, CRLF, names with spaces, truncated motion data (the
-complete frames are kept and a warning is recorded). Units and the up axis are *not* changed
+complete frames are kept, :attr:`Bvh.truncated` is set and a warning names the line where the
+data stops; ``trainer import-bvh`` refuses such a file). Units and the up axis are *not* changed
 here: :class:`Bvh` holds the file's numbers; ``tracker.motion.retarget`` detects them.
 
 BVH conventions used: a joint's local transform is ``[R | t]`` with ``t`` its ``OFFSET`` (any
@@ -50,6 +51,8 @@ class Bvh:
         frame_time: seconds per frame.
         motion: ``(N, C)`` float64 channel values, ``C = sum(len(c) for c in channels)``.
         warnings: problems that were tolerated (e.g. truncated motion data).
+        truncated: the motion data stops before the declared frame count (the file was
+            cut); ``warnings`` says at which line and frame.
     """
 
     names: list[str]
@@ -60,6 +63,7 @@ class Bvh:
     frame_time: float
     motion: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    truncated: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -138,7 +142,10 @@ def _tokens(line: str) -> list[str]:
 
 def parse_bvh(text: str, source: str = "<text>") -> Bvh:
     """Parse BVH text. Raises :class:`BvhError` with the line number on malformed input."""
-    lines = text.splitlines()
+    lines = text.removeprefix("\ufeff").splitlines()
+    first = next((t for line in lines if (t := _tokens(line))), [""])[0]
+    if first.upper() != "HIERARCHY":
+        raise BvhError(f"{source}: not a BVH file (it does not start with HIERARCHY)")
     names, parents, offsets, channels, is_end = [], [], [], [], []
     stack: list[int] = []
     pending: int | None = None  # joint declared, its "{" not seen yet
@@ -228,16 +235,30 @@ def parse_bvh(text: str, source: str = "<text>") -> Bvh:
     if not frame_time > 0:
         raise BvhError(f"{source}: Frame Time must be positive, got {frame_time}")
     C = sum(len(c) for c in channels)
+    data = [(body_start + k + 1, t) for k, line in enumerate(lines[body_start:])
+            if (t := line.split())]  # (line number, values) of the lines holding numbers
+    if C and data and len(data[0][1]) == C:  # one frame per line: a short line is a cut
+        for k, (num, t) in enumerate(data[:n_frames]):
+            if len(t) != C and k < len(data) - 1:
+                raise BvhError(f"{source}: line {num}: frame {k + 1} has {len(t)} values, "
+                               f"expected {C} (one per channel)")
     try:
-        values = np.array(" ".join(lines[body_start:]).split(), dtype=np.float64)
+        values = np.array([v for _, t in data for v in t], dtype=np.float64)
     except ValueError:
         raise BvhError(f"{source}: non-numeric motion data") from None
     notes = []
     have = values.size // C if C else n_frames
-    if have < n_frames or (C and values.size % C):
-        notes.append(f"motion data truncated: {have} complete frames of {n_frames} declared")
-    elif have > n_frames:
-        notes.append(f"{have - n_frames} frames beyond the declared {n_frames} ignored")
+    truncated = have < n_frames
+    if truncated:
+        # the line holding the first value of the first incomplete frame (or the last line)
+        ends = np.cumsum([len(t) for _, t in data])
+        k = int(np.searchsorted(ends, have * C, side="right")) if data else 0
+        num = data[min(k, len(data) - 1)][0] if data else body_start + 1
+        where = (f"in frame {have + 1}" if values.size % C else f"after frame {have}")
+        notes.append(f"motion data truncated at line {num}, {where} of {n_frames} declared "
+                     "frames")
+    elif have > n_frames or (C and values.size % C):
+        notes.append(f"values beyond the declared {n_frames} frames ignored")
     n = min(have, n_frames)
     if n == 0:
         raise BvhError(f"{source}: no motion frames")
@@ -245,7 +266,7 @@ def parse_bvh(text: str, source: str = "<text>") -> Bvh:
     if not np.isfinite(motion).all():
         raise BvhError(f"{source}: motion data holds NaN or infinite values")
     return Bvh(names, np.array(parents), np.array(offsets), channels, np.array(is_end),
-               frame_time, motion, notes)
+               frame_time, motion, notes, truncated)
 
 
 def read_bvh(path: str | Path) -> Bvh:

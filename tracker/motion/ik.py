@@ -11,6 +11,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from tracker.body.joints import PARENTS, depth_levels
+from tracker.motion.limits import clamp_joint, joint_swing_twist
 from tracker.motion.targets import Targets
 
 
@@ -54,8 +55,13 @@ def _twist_towards(G: np.ndarray, v: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 
 def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = None,
-                max_dev_deg: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+                max_dev_deg: float = 25.0, offsets: np.ndarray | None = None,
+                limits: bool = False, target_ok: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame SMPL+H pose from target positions (and optionally orientations).
+
+    Joints are solved parents first, each from the directions to its nearest mapped
+    descendants (Kabsch where there are several).
 
     Args:
         rest: ``(52, 3)`` rest joints for the clip's betas (model frame).
@@ -66,6 +72,18 @@ def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = N
             ``max_dev_deg`` from the one ``target_rot`` gives takes ``target_rot`` whole: the
             two skeletons place that child differently (a short neck, a low toe), and turning
             the joint to reach it would fold it.
+        offsets: ``(M, 3)`` joint-placement offsets (metres, parent joint frame) of the mapped
+            joints, as in the refinement: mapped joint ``m`` is aimed at from its SMPL+H
+            joint plus ``offsets[m]`` (e.g. a BVH spine joint placed further back than SMPL+H's
+            turns the SMPL+H spine no more than the two rigs' spines differ).
+        limits: keep every joint within its human range (``tracker.motion.limits``): each
+            local rotation is projected into its ranges as it is solved, so the joints below
+            start from the clamped pose; a wrist twist beyond its range is first handed to the
+            elbow (SMPL+H splits forearm pronation between the two; rigs often put all of it
+            in the hand).
+        target_ok: ``(N, M)`` bool, which frames of ``target_rot`` to follow (default all);
+            elsewhere the joint is treated as if it had no orientation (twist inherited, an
+            end joint turned with its parent).
 
     Returns:
         local rotations ``(N, 52, 3, 3)`` and SMPL translation ``(N, 3)``, AMASS world.
@@ -73,6 +91,7 @@ def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = N
     idx = {int(j): k for k, j in enumerate(tg.joints)}
     P, N = tg.pos, tg.pos.shape[0]
     kids = {j: [c for c in range(52) if PARENTS[c] == j] for j in range(52)}
+    off = np.zeros((len(tg.joints), 3)) if offsets is None else np.asarray(offsets)
 
     def firsts(j):  # nearest mapped joints below j
         out = []
@@ -80,38 +99,107 @@ def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = N
             out += [c] if c in idx else firsts(c)
         return out
 
-    def wanted(j):
-        ok = target_rot is not None and j in idx and tg.has_rot[idx[j]]
-        return target_rot[:, idx[j]] if ok else None
+    def wanted(j):  # target orientations (N, 3, 3) and the frames to follow (N,), or None
+        if target_rot is None or j not in idx or not tg.has_rot[idx[j]]:
+            return None, None
+        ok = np.ones(N, bool) if target_ok is None else target_ok[:, idx[j]]
+        return (target_rot[:, idx[j]], ok) if ok.any() else (None, None)
+
+    def aim(j, D):  # rest directions from joint j to the markers of D (frames between: rest)
+        return rest[D] + off[[idx[d] for d in D]] - rest[j]
 
     G = np.zeros((N, 52, 3, 3))
     x = np.zeros((N, 52, 3))
     S = ([0] if 0 in idx else []) + firsts(0)
-    u = rest[S] - rest[S].mean(0)
+    m = aim(0, S) + rest[0]
+    u = m - m.mean(0)
     v = P[:, [idx[s] for s in S]]
     w = tg.weights[[idx[s] for s in S]]
     G[:, 0] = _kabsch(u, v - v.mean(1, keepdims=True), w)
-    x[:, 0] = v.mean(1) - G[:, 0] @ (rest[S].mean(0) - rest[0])
+    x[:, 0] = v.mean(1) - G[:, 0] @ (m.mean(0) - rest[0])
     for j in range(1, 52):
         p = PARENTS[j]
         x[:, j] = x[:, p] + G[:, p] @ (rest[j] - rest[p])
-        D, T = firsts(j), wanted(j)
+        D, (T, ok) = firsts(j), wanted(j)
         if not D:
-            G[:, j] = G[:, p] if T is None else T
-            continue
-        u = _unit(rest[D] - rest[j])
-        v = _unit(P[:, [idx[d] for d in D]] - x[:, j, None])
-        if len(D) == 1:
-            G[:, j] = _min_rotation(_unit(G[:, p] @ u[0]), v[:, 0]) @ G[:, p]
-            if T is not None:
-                G[:, j] = _twist_towards(G[:, j], v[:, 0], T)
-                off = np.sum((T @ u[0]) * v[:, 0], -1) < np.cos(np.deg2rad(max_dev_deg))
-                G[off, j] = T[off]
+            G[:, j] = G[:, p] if T is None else np.where(ok[:, None, None], T, G[:, p])
         else:
-            G[:, j] = _kabsch(u, v, tg.weights[[idx[d] for d in D]])
+            u = _unit(aim(j, D))
+            v = _unit(P[:, [idx[d] for d in D]] - x[:, j, None])
+            if len(D) == 1:
+                G[:, j] = _min_rotation(_unit(G[:, p] @ u[0]), v[:, 0]) @ G[:, p]
+                if T is not None:
+                    G[ok, j] = _twist_towards(G[ok, j], v[ok, 0], T[ok])
+                    far = np.sum((T @ u[0]) * v[:, 0], -1) < np.cos(np.deg2rad(max_dev_deg))
+                    far &= ok
+                    G[far, j] = T[far]
+                if j in HINGES and D[0] == HINGES[j][0] and HINGES[j][1] in idx:
+                    _twist_to_hinge(G, j, v[:, 0], P[:, idx[HINGES[j][1]]] - P[:, idx[D[0]]])
+            else:
+                G[:, j] = _kabsch(u, v, tg.weights[[idx[d] for d in D]])
+        if limits:
+            if j in _WRISTS:
+                _pass_twist_to_elbow(G, rest, j)
+            R = clamp_joint(np.swapaxes(G[:, p], -1, -2) @ G[:, j], j)
+            G[:, j] = G[:, p] @ R
     R = G.copy()
     R[:, 1:] = np.swapaxes(G[:, list(PARENTS[1:])], -1, -2) @ G[:, 1:]
     return R, x[:, 0] - rest[0]
+
+
+_WRISTS = (20, 21)
+HINGES = {1: (4, 7, (1.0, 0, 0)), 2: (5, 8, (1.0, 0, 0)),
+          16: (18, 20, (0, -1.0, 0)), 17: (19, 21, (0, 1.0, 0))}
+"""Limb roots (hips, shoulders) -> (hinge joint, its child, the hinge's flexion axis in the
+root's frame): knees flex about +X, the left elbow about -Y and the right one about +Y."""
+HINGE_BEND_DEG = (15.0, 35.0)
+"""A limb bent less than the first angle keeps the root's twist from the file's orientation;
+bent more than the second, the twist puts the bend in the hinge's plane (linear between)."""
+
+
+def _twist_to_hinge(G: np.ndarray, root: int, d1: np.ndarray, d2: np.ndarray) -> None:
+    """Turn a limb root ``G[:, root]`` about its bone (unit ``d1 (N, 3)``, towards the hinge
+    joint) so that the hinge's flexion axis is normal to the plane of the bend (``d2 (N, 3)``:
+    hinge joint to its child), in place, in frames where the limb is bent (``HINGE_BEND_DEG``).
+
+    A knee or elbow bends about one axis: where the limb is bent, positions fix the root's
+    twist, and a twist taken from a file orientation that disagrees would bend the knee
+    sideways (or, within the limits, miss the ankle)."""
+    hinge, _, axis = HINGES[root]
+    n = np.cross(d1, _unit(d2))
+    s = np.linalg.norm(n, axis=-1)
+    lo, hi = np.sin(np.deg2rad(HINGE_BEND_DEG))
+    acute = np.sum(d1 * d2, -1) > 0  # bent less than 90 degrees (beyond: fully bent)
+    w = np.where(acute, np.clip((s - lo) / (hi - lo), 0.0, 1.0), 1.0) * (s > 1e-6)
+    if not w.any():
+        return
+    h = G[:, root] @ np.asarray(axis)
+    a = h - np.sum(h * d1, -1, keepdims=True) * d1  # both in the plane normal to the bone
+    b = n / np.maximum(s, 1e-9)[:, None]
+    phi = np.arctan2(np.sum(np.cross(a, b) * d1, -1), np.sum(a * b, -1))
+    G[:, root] = Rotation.from_rotvec(d1 * (w * phi)[:, None]).as_matrix() @ G[:, root]
+
+
+def _pass_twist_to_elbow(G: np.ndarray, rest: np.ndarray, wrist: int) -> None:
+    """Hand the part of a wrist's twist beyond its range to the elbow, as far as the elbow's
+    twist range allows, in place in ``G (N, 52, 3, 3)``: the elbow turns about its forearm bone
+    (so the wrist stays where it is) and the hand keeps its global orientation."""
+    e = PARENTS[wrist]
+    Re = np.swapaxes(G[:, PARENTS[e]], -1, -2) @ G[:, e]
+    Rw = np.swapaxes(G[:, e], -1, -2) @ G[:, wrist]
+    st_w, rng_w = joint_swing_twist(Rw, wrist)
+    st_e, rng_e = joint_swing_twist(Re, e)
+    tw, te = st_w[:, 0], st_e[:, 0]
+    excess = tw - np.clip(tw, *rng_w[0])
+    phi = np.clip(excess, rng_e[0, 0] - te, rng_e[0, 1] - te) * (excess != 0)
+    if not phi.any():
+        return
+    # Twist is measured about +X on both sides (the mirror diag(-1, 1, 1) of the right side
+    # keeps turns about X); the forearm (elbow frame) lies close to +X or -X.
+    axis = _unit(rest[wrist] - rest[e])
+    axis = axis * np.sign(axis[0])
+    turn = Rotation.from_rotvec(axis[None] * phi[:, None]).as_matrix()
+    G[:, e] = G[:, e] @ turn
 
 
 # ------------------------------------------------------------------------------ refinement

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from tracker.body.joints import JOINT_NAMES
-from tracker.geometry.rotations import matrix_to_quaternion
+from tracker.geometry.rotations import axis_angle_to_matrix, matrix_to_quaternion
 
 _X, _Y, _Z = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 
@@ -134,6 +134,75 @@ def limit_excess(R_local: torch.Tensor) -> torch.Tensor:
     axes, rng = _table(R_local.dtype)
     st = swing_twist(_mirrored(R_local[..., list(LIMITED), :, :]), axes)
     return torch.relu(rng[..., 0] - st) + torch.relu(st - rng[..., 1])
+
+
+def _project(R: torch.Tensor, axes: torch.Tensor, rng: torch.Tensor) -> torch.Tensor:
+    """Rotations ``R (..., L, 3, 3)`` moved into their ranges ``rng (L, 3, 2)`` (radians; twist,
+    swing1, swing2 about ``axes (L, 3, 3)``): ``R = S T`` with the twist ``T`` about the bone
+    axis and the swing ``S = exp(s1 e1 + s2 e2)`` (see :func:`swing_twist`); each of
+    ``twist``, ``s1``, ``s2`` is clipped to its range and the rotation rebuilt. Rotations
+    within their ranges are returned unchanged."""
+    st = swing_twist(R, axes)
+    lo, hi = rng[..., 0], rng[..., 1]
+    cl = torch.minimum(torch.maximum(st, lo), hi)
+    a, e1, e2 = axes[:, 0], axes[:, 1], axes[:, 2]
+    swing = axis_angle_to_matrix(cl[..., 1:2] * e1 + cl[..., 2:3] * e2)
+    out = swing @ axis_angle_to_matrix(cl[..., :1] * a)
+    inside = ((st >= lo) & (st <= hi)).all(-1)[..., None, None]
+    return torch.where(inside, R, out)
+
+
+def clamp_to_limits(R_local: torch.Tensor | np.ndarray, joints=None) -> torch.Tensor:
+    """Local rotations ``(..., 52, 3, 3)`` with each limited joint (or only those of
+    ``joints``, SMPL+H indices) projected into its ranges (:func:`_project`: twist and both
+    swing components clipped); other joints unchanged. The result has no
+    :func:`limit_excess`, up to rounding."""
+    R = torch.as_tensor(R_local)
+    axes, rng = _table(R.dtype)
+    keep = [k for k, j in enumerate(LIMITED) if joints is None or j in set(joints)]
+    cols = [LIMITED[k] for k in keep]
+    M = _MIRROR.to(R.dtype)
+    right = _RIGHT[keep][:, None, None]
+    Rm = R[..., cols, :, :]
+    Rm = torch.where(right, M @ Rm @ M, Rm)
+    P = _project(Rm, axes[keep], rng[keep])
+    out = R.clone()
+    out[..., cols, :, :] = torch.where(right, M @ P @ M, P)
+    return out
+
+
+def clamp_joint(R: np.ndarray, joint: int) -> np.ndarray:
+    """One joint's local rotations ``(N, 3, 3)`` (SMPL+H index ``joint``) projected into its
+    ranges (unchanged for joints without limits)."""
+    if joint not in LIMITED:
+        return R
+    k = LIMITED.index(joint)
+    axes, rng = _table(torch.float64)
+    Rt = torch.as_tensor(R, dtype=torch.float64)
+    M = _MIRROR
+    if _RIGHT[k]:
+        Rt = M @ Rt @ M
+    P = _project(Rt[:, None], axes[k:k + 1], rng[k:k + 1])[:, 0]
+    return (M @ P @ M if _RIGHT[k] else P).numpy()
+
+
+def joint_swing_twist(R: np.ndarray, joint: int) -> tuple[np.ndarray, np.ndarray]:
+    """Twist, swing1 and swing2 (radians, ``(N, 3)``) of a limited joint's local rotations
+    ``R (N, 3, 3)`` in its left-side frame (right-side joints mirrored as in
+    :func:`limit_excess`), and the joint's ranges ``(3, 2)`` (radians)."""
+    k = LIMITED.index(joint)
+    axes, rng = _table(torch.float64)
+    Rt = torch.as_tensor(np.asarray(R), dtype=torch.float64)
+    if _RIGHT[k]:
+        Rt = _MIRROR @ Rt @ _MIRROR
+    return swing_twist(Rt[:, None], axes[k:k + 1])[:, 0].numpy(), rng[k].numpy()
+
+
+def joint_excess(R: np.ndarray, joint: int) -> np.ndarray:
+    """How far (radians, ``(N, 3)``: twist, swing1, swing2) a limited joint's local rotations
+    ``R (N, 3, 3)`` leave its ranges."""
+    st, rng = joint_swing_twist(R, joint)
+    return np.maximum(rng[:, 0] - st, 0.0) + np.maximum(st - rng[:, 1], 0.0)
 
 
 def limit_penalty(R_local: torch.Tensor, joints=None) -> torch.Tensor:

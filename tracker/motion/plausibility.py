@@ -16,7 +16,12 @@ import-bvh``:
   95th percentile of the absolute value; a head facing backwards is near 180);
 * ``end_error_deg``: per mapped end joint (head, wrists, ankles), the angle between the fitted
   global orientation and the source's after alignment (``O_j C_j``), median and 95th
-  percentile: how well the pose follows what the file says where positions are silent;
+  percentile over the frames whose file orientation was followed: how well the pose follows
+  what the file says where positions are silent;
+* ``ignored_orientations``: per mapped joint, the share of frames whose file orientation was
+  not followed because it is no human pose relative to its parent (a bone's roll flipped by
+  the mocap solver; ``tracker.motion.align.trusted_orientations``); there the joint follows
+  the positions and its parent;
 * ``alignment``: how the joint frames were aligned (``rest`` pose or ``motion``, see
   ``tracker.motion.align``).
 
@@ -65,29 +70,37 @@ def _heading(v: torch.Tensor) -> torch.Tensor:
 
 
 def plausibility_report(R_local: torch.Tensor, G: torch.Tensor, joints, OC: torch.Tensor,
-                        has_rot, alignment: str) -> dict:
+                        has_rot, alignment: str, trust=None) -> dict:
     """The report (see the module notes) of a fitted clip.
 
     Args:
         R_local: ``(N, 52, 3, 3)`` local rotations; G: ``(N, 52, 3, 3)`` global rotations,
             AMASS world. joints: ``(M,)`` mapped SMPL+H joints; OC: ``(N, M, 3, 3)`` source
             orientations after alignment; has_rot: ``(M,)`` which of them carry orientations.
+        trust: ``(N, M)`` bool, the file orientations that the fit followed
+            (``tracker.motion.align.trusted_orientations``; default all).
     """
     G = G.double()
     up = G[:, _HEAD, :, 1]
     torso = (up * G[:, _SPINE3, :, 1]).sum(-1).clamp(-1, 1)
     yaw = _heading(G[:, _HEAD, :, 2]) - _heading(G[:, _PELVIS, :, 2])
     yaw = torch.rad2deg(torch.remainder(yaw + np.pi, 2 * np.pi) - np.pi).abs()
-    end = {}
+    trust = (torch.ones(OC.shape[:2], dtype=torch.bool) if trust is None
+             else torch.as_tensor(trust, dtype=torch.bool))
+    end, ignored = {}, {}
     for k, j in enumerate(int(j) for j in joints):
-        if JOINT_NAMES[j] in END_JOINTS and has_rot[k]:
-            end[JOINT_NAMES[j]] = _stats(_angles(G[:, j], OC[:, k].double()), 95)
+        ok = trust[:, k]
+        if has_rot[k] and not ok.all():
+            ignored[JOINT_NAMES[j]] = round(float(1 - ok.double().mean()), 4)
+        if JOINT_NAMES[j] in END_JOINTS and has_rot[k] and ok.any():
+            end[JOINT_NAMES[j]] = _stats(_angles(G[ok, j], OC[ok, k].double()), 95)
     return dict(
         limit_violations=violations(R_local, LIMIT_TOL_DEG),
         head_up=_stats(up[:, 2].numpy(), 5),
         head_torso_deg=_stats(torch.rad2deg(torch.arccos(torso)).numpy(), 95),
         head_facing_deg=_stats(yaw.numpy(), 95),
         end_error_deg=end,
+        ignored_orientations=ignored,
         alignment=alignment,
     )
 

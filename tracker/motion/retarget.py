@@ -38,7 +38,7 @@ import torch
 
 from tracker.body.joints import JOINT_NAMES, PARENTS
 from tracker.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from tracker.motion.align import align, rest_offsets
+from tracker.motion.align import align, rest_offsets, trusted_orientations
 from tracker.motion.amass import NUM_BETAS
 from tracker.motion.bvh import Bvh
 from tracker.motion.ik import analytic_ik, joint_fk
@@ -79,8 +79,13 @@ class RetargetOptions:
     limit_weight: float = 0.5
     """Weight of the squared excess (radians^2) over the joint limits
     (``tracker.motion.limits``)."""
-    offset_prior: float = 0.02
-    """Weight of ``|offset|^2`` (m^2) of the joint-placement offsets of ``OFFSET_JOINTS``."""
+    offset_prior: float = 0.3
+    """Weight of ``|offset|^2`` (m^2) of the joint-placement offsets of ``OFFSET_JOINTS``: a
+    5 cm offset costs as much as 2.7 cm of marker error in every frame, so placements that
+    differ by a few centimetres are mostly met by the joints themselves (the SMPL+H joint goes
+    where the file's is) and rig conventions of 10 cm (a neck joint at the base of the neck,
+    the issue's head 6 cm above it) by the offset. Much weaker (0.02) moved every SMPL+H joint
+    3-8 cm from the file's on the shared CMU rigs."""
     floor: bool = True
     """Shift the motion vertically so the feet stand on z = 0."""
     clean: bool = True
@@ -132,13 +137,14 @@ class RetargetResult:
 
 
 # ------------------------------------------------------------------------------ the fit
-def _refine(body, R0, t0, betas, offsets, P, O, C, tg, opt, iters, fit_shape, lr=0.03):
+def _refine(body, R0, t0, betas, offsets, P, O, C, trust, tg, opt, iters, fit_shape, lr=0.03):
     """Adam on ``R = R0 exp(d)`` (free joints), translation and optionally the shape.
 
     Markers: the BVH joint ``m`` sits at ``J_j + G_parent(j) offsets[m]`` on the SMPL+H body
     (joint-placement conventions differ between skeletons). ``R0 (B, 52, 3, 3)``,
     ``t0 (B, 3)``, ``betas (K,)``, ``offsets (M, 3)``, ``P (B, M, 3)``, ``O (B, M, 3, 3)``,
-    ``C (M, 3, 3)``, float64. Returns ``R, t, betas, offsets``.
+    ``C (M, 3, 3)``, float64; ``trust (B, M)``: which file orientations to follow
+    (``tracker.motion.align.trusted_orientations``). Returns ``R, t, betas, offsets``.
     """
     free = sorted({a for j in tg.joints for a in _chain(int(j))} | set(map(int, tg.joints)))
     d = torch.zeros(R0.shape[0], len(free), 3, dtype=R0.dtype, requires_grad=True)
@@ -153,7 +159,7 @@ def _refine(body, R0, t0, betas, offsets, P, O, C, tg, opt, iters, fit_shape, lr
     w = torch.as_tensor(tg.weights, dtype=R0.dtype)
     jt = torch.as_tensor(tg.joints)
     pj = torch.as_tensor([max(PARENTS[j], 0) for j in tg.joints])
-    om = torch.as_tensor(tg.has_rot, dtype=R0.dtype) * opt.ori_weight
+    om = torch.as_tensor(tg.has_rot, dtype=R0.dtype) * opt.ori_weight * trust.to(R0.dtype)
     off_w = torch.as_tensor([opt.offset_prior if JOINT_NAMES[j] in OFFSET_JOINTS else 1.0
                              for j in tg.joints], dtype=R0.dtype)
     beta_prior = opt.beta_prior * (0.01 if tg.exact else 1.0)
@@ -167,7 +173,7 @@ def _refine(body, R0, t0, betas, offsets, P, O, C, tg, opt, iters, fit_shape, lr
         G, x = joint_fk(body.rest_joints(b[None]), R, t0 + dt)
         marker = x[:, jt] + (G[:, pj] @ off[..., None])[..., 0]
         loss = (((marker - P) ** 2).sum(-1) @ w
-                + ((G[:, jt] - OC) ** 2).sum((-1, -2)) @ om
+                + (((G[:, jt] - OC) ** 2).sum((-1, -2)) * om).sum(-1)
                 + opt.pose_prior * ((R[:, free[1:]] - eye) ** 2).sum((1, 2, 3))
                 + opt.limit_weight * limit_penalty(R, free)).mean()
         if fit_shape:
@@ -282,23 +288,28 @@ def _retarget(bvh: Bvh, body, mapping: Mapping | None, opt: RetargetOptions) -> 
     sub = np.unique(np.linspace(0, N - 1, min(N, opt.shape_frames)).round().astype(int))
     rest = body.rest_joints(betas[None])[0].detach().numpy()
     C, _, _ = _alignment(tg, rest)
-    R0, t0 = analytic_ik(rest, tg.subset(sub), (O[sub] @ C).numpy())
     off0 = torch.zeros(len(tg.joints), 3, dtype=torch.float64)
     if tg.rest_pos is not None and not tg.exact:  # where each BVH joint sits on the body
         off0 = torch.as_tensor(rest_offsets(tg, rest, C.numpy()))
+    trust = torch.as_tensor(trusted_orientations(tg, C.numpy()))
+    R0, t0 = analytic_ik(rest, tg.subset(sub), (O[sub] @ C).numpy(), offsets=off0.numpy(),
+                         limits=True, target_ok=trust[sub].numpy())
     _, _, betas, offsets = _refine(body, torch.as_tensor(R0), torch.as_tensor(t0), betas, off0,
-                                   P[sub], O[sub], C, tg, opt, opt.shape_iters, True)
+                                   P[sub], O[sub], C, trust[sub], tg, opt, opt.shape_iters,
+                                   True)
 
     # All frames: constant joint-frame offsets C, IK, refinement in batches.
     rest = body.rest_joints(betas[None])[0].detach().numpy()
     C, how, align_notes = _alignment(tg, rest)
-    R_ik, t_ik = analytic_ik(rest, tg, (O @ C).numpy())  # twist from the orientations
+    trust = torch.as_tensor(trusted_orientations(tg, C.numpy()))
+    R_ik, t_ik = analytic_ik(rest, tg, (O @ C).numpy(), offsets=offsets.numpy(), limits=True,
+                             target_ok=trust.numpy())  # twist from the orientations, in range
     R_ik, t_ik = torch.as_tensor(R_ik), torch.as_tensor(t_ik)
     Rs, ts = [], []
     for s in range(0, N, opt.batch):
         e = min(N, s + opt.batch)
-        R, t, _, _ = _refine(body, R_ik[s:e], t_ik[s:e], betas, offsets, P[s:e], O[s:e], C, tg,
-                             opt, opt.iters, False, lr=0.01)
+        R, t, _, _ = _refine(body, R_ik[s:e], t_ik[s:e], betas, offsets, P[s:e], O[s:e], C,
+                             trust[s:e], tg, opt, opt.iters, False, lr=0.01)
         Rs.append(R)
         ts.append(t)
     R, t = torch.cat(Rs), torch.cat(ts)
@@ -310,7 +321,7 @@ def _retarget(bvh: Bvh, body, mapping: Mapping | None, opt: RetargetOptions) -> 
     err = (X[:, jt] - P).norm(dim=-1).mean(0).numpy() * 1000
     marker = X[:, jt] + (G[:, pj] @ offsets[..., None])[..., 0]
     marker_err = float((marker - P).norm(dim=-1).mean()) * 1000
-    report = plausibility_report(R, G, tg.joints, O @ C, tg.has_rot, how)
+    report = plausibility_report(R, G, tg.joints, O @ C, tg.has_rot, how, trust)
     notes = list(tg.notes) + align_notes
     shifts = [_floor_shift(body, R[a:b], t[a:b], betas) if opt.floor else 0.0
               for a, b in tg.segments]  # per segment: a cut may change the floor

@@ -64,7 +64,8 @@ def build_core(args, profiles=None):
     eng, info = build_engine(args.checkpoint, args.body_model, args.engine)
     if profiles is None and getattr(args, "profiles", None):
         profiles = StoreProfiles(args.profiles, eng.fitter.body)
-    rules = SessionRules(max_sessions=getattr(args, "max_sessions", 256))
+    rules = SessionRules(max_sessions=getattr(args, "max_sessions", 256),
+                         max_sessions_per_client=getattr(args, "max_sessions_per_client", 16))
     core = TrackerCore(eng, args.visibility, profiles, rules, info)
     return core, info
 

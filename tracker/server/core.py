@@ -14,7 +14,7 @@ which offline evaluation (``trainer.eval``) calls too.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import msgpack
@@ -23,10 +23,15 @@ import torch
 from engines.base import Engine, FitBatch
 from tracker.protocol import REJECT_REASONS, Frame, Rejected, parse_frame
 from tracker.server.profiles import DefaultProfiles, ProfileTensors
-from tracker.server.publish import pose_messages
+from tracker.server.publish import echo_payload, pose_messages
 from tracker.server.samples import Samples, percentiles_ms
 from tracker.server.sessions import Pending, Session, SessionRules, SessionTable
-from tracker.stream import fit_tick, frames_to_signals
+from tracker.server.skeleton import encode_skeleton, skeleton_message, wanted
+from tracker.stream import StreamState, fit_tick, frames_to_signals
+
+ISOLATE_S = 10.0
+"""A session whose tick failed on its own is fitted alone for this long (:meth:`TrackerCore.
+fault`)."""
 
 
 @dataclass
@@ -43,11 +48,17 @@ class TickInput:
 @dataclass
 class PoseOut:
     """A pose to publish: ``msg`` lacks ``t_pub`` (stamped when sent); ``payload`` is the
-    ingest payload it answers (for the ``frame/<session>`` echo)."""
+    ingest payload it answers and ``frame`` that payload validated (the ``frame/<session>``
+    echo is :meth:`echo`, re-encoded from ``frame``, never the raw payload)."""
 
     session: str
     msg: dict
     payload: bytes
+    frame: Frame | None = None
+
+    def echo(self) -> bytes:
+        """The ``frame/<session>`` payload (``tracker.server.publish.echo_payload``)."""
+        return echo_payload(self.frame, self.payload) if self.frame is not None else b""
 
 
 @dataclass
@@ -56,6 +67,9 @@ class TickOutput:
     poses: list[PoseOut]
     fit_ns: int
     batch: int
+    skeletons: list[tuple[str, bytes]] = field(default_factory=list)
+    """``(session, packed skeleton)`` of the sessions that started or changed profile in this
+    tick: published before the poses (``skeleton/<session>``)."""
 
 
 class TrackerCore:
@@ -72,7 +86,10 @@ class TrackerCore:
         self.model_info = model_info or {}
         self.rejected = Counter({r: 0 for r in REJECT_REASONS})
         self.totals = Counter(received=0, fitted=0, dropped=0, resets=0, diverged=0,
-                              non_finite_output=0)
+                              non_finite_output=0, faults=0)
+        self.events: list | None = None
+        """``None``, or a list/deque that gets ``(kind, session, detail)`` for ``started``,
+        ``reset`` (detail: the reason), ``silent``, ``forgotten`` (the server's log)."""
         self.ticks = 0
         self.ticks_begun = 0
         self.max_age_ticks = 0
@@ -82,24 +99,29 @@ class TrackerCore:
         self.batch_sizes = Samples(1024)
         self.latency_ns = Samples(8192)
         self._tensors = ProfileTensors(self.body.num_betas)
+        self.skeletons: dict[str, bytes] = {}
+        """The current packed ``skeleton/<session>`` message of each session (written by
+        :meth:`run_tick`; :meth:`skeletons_for` answers late subscribers from it)."""
 
     # ------------------------------------------------------------------ ingest
-    def receive(self, payload: bytes, t_recv: int) -> Frame | None:
-        """Validate one ingest payload received at ``t_recv``; the frame, or ``None`` when it
-        was rejected (counted by reason, per session when the session is known)."""
+    def receive(self, payload: bytes, t_recv: int, owner: str | None = None) -> Frame | None:
+        """Validate one ingest payload received at ``t_recv`` (from CURVE client key
+        ``owner``, if any); the frame, or ``None`` when it was rejected (counted by reason,
+        per session when the session is known)."""
         try:
             frame = parse_frame(payload)
         except Rejected as exc:
             self.reject(exc.reason, exc.session)
             return None
-        return self.receive_frame(frame, t_recv, payload)
+        return self.receive_frame(frame, t_recv, payload, owner)
 
-    def receive_frame(self, frame: Frame, t_recv: int, payload: bytes = b"") -> Frame | None:
+    def receive_frame(self, frame: Frame, t_recv: int, payload: bytes = b"",
+                      owner: str | None = None) -> Frame | None:
         """Like :meth:`receive` for an already parsed frame (what :meth:`receive` calls)."""
         old = self.table.get(frame.session)
         old_dropped = old.dropped if old is not None else 0
         try:
-            s = self.table.accept(frame, t_recv, payload)
+            s = self.table.accept(frame, t_recv, payload, owner)
         except Rejected as exc:
             self.rejected[exc.reason] += 1
             return None
@@ -118,7 +140,11 @@ class TrackerCore:
     # ------------------------------------------------------------------ tick
     def begin_tick(self, t_now: int) -> TickInput | None:
         """Take every pending frame (forgetting silent sessions first); ``None`` when none."""
-        self.table.expire(t_now)
+        for sid in self.table.expire(t_now):
+            self.skeletons.pop(sid, None)
+        if len(self.skeletons) > len(self.table):  # forgotten while receiving
+            for sid in [k for k in self.skeletons if self.table.get(k) is None]:
+                del self.skeletons[sid]
         items = self.table.take_pending()
         if not items:
             return None
@@ -137,19 +163,76 @@ class TrackerCore:
         # tick fits belongs to the next frame, and is kept for the next tick.
         resets = [s.need_reset or s.stream.fit is None for s, _ in items]
         for s, _ in items:
+            if s.need_reset and s.stream.fit is not None and self.events is not None:
+                self.events.append(("reset", s.id, s.reset_reason))
             s.need_reset = False
         return TickInput(t_now, items, resets, changes)
 
+    def fault(self, tin: TickInput, isolate: bool = False) -> list[str]:
+        """A tick failed (an exception anywhere in fitting or publishing it): forget the fit
+        state of its sessions, so that their next frames start afresh (``reset``, reason
+        ``fault``); counted in ``faults``. ``isolate``: the tick held one session, which is
+        then fitted alone (:meth:`split`) for ``ISOLATE_S`` (10 s) after this fault, so that
+        a session that keeps failing cannot reset the others. Returns the session ids."""
+        self.totals["faults"] += 1
+        ids = []
+        for s, _ in tin.items:
+            s.stream = StreamState()
+            s.need_reset, s.reset_reason = True, "fault"
+            if self.events is not None:
+                self.events.append(("reset", s.id, "fault"))
+            if isolate:
+                s.isolated_until = tin.t + int(ISOLATE_S * 1e9)
+            ids.append(s.id)
+        return ids
+
+    def retry_alone(self, tin: TickInput) -> list[TickInput]:
+        """After :meth:`fault` of a tick of several sessions: one tick per session, each
+        starting afresh (its pose says ``reset``), to fit what can be fitted and find the
+        session that fails."""
+        out = []
+        for s, p in tin.items:
+            s.need_reset = False
+            out.append(TickInput(tin.t, [(s, p)], [True],
+                                 [c for c in tin.profile_changes if c[0] == s.id]))
+        return out
+
+    def split(self, tin: TickInput) -> list[TickInput]:
+        """``tin`` as the batches to fit: the sessions isolated after a fault each alone
+        (after the rest), the rest as one batch. Just ``[tin]`` when none is isolated (the
+        usual case, and always in a replay: isolation follows live faults only)."""
+        alone = [i for i, (s, _) in enumerate(tin.items) if s.isolated_until > tin.t]
+        if not alone:
+            return [tin]
+        rest = [i for i in range(len(tin.items)) if i not in alone]
+        groups = ([rest] if rest else []) + [[i] for i in alone]
+        out = []
+        for g in groups:
+            ids = {tin.items[i][0].id for i in g}
+            out.append(TickInput(tin.t, [tin.items[i] for i in g], [tin.resets[i] for i in g],
+                                 [c for c in tin.profile_changes if c[0] in ids]))
+        return out
+
+    def enable_events(self, maxlen: int = 4096) -> deque:
+        """Collect ``events`` (table and core) in a bounded deque; returns it."""
+        self.events = self.table.events = deque(maxlen=maxlen)
+        return self.events
+
+    def check_silent(self, t_now: int) -> None:
+        """Report (``events``) the sessions without a frame for ``gap_reset_s``."""
+        for s in self.table.silent(t_now):
+            if self.events is not None:
+                self.events.append(("silent", s.id, f"{(t_now - s.last_recv) / 1e9:.1f} s"))
+
     def run_tick(self, tin: TickInput) -> TickOutput:
         """Fit ``tin`` as one batch (one ``engine.fit`` call) and build its pose messages."""
-        dev = self.engine.device
         sessions = [s for s, _ in tin.items]
         frames = [p.frame for _, p in tin.items]
         B = len(frames)
         betas, T_hmd, floor = self._tensors.stack([s.profile for s in sessions])
         sig = frames_to_signals(frames, self.visibility, floor=floor.numpy())
         res, resets, fit_ns = fit_tick(self.engine, [s.stream for s in sessions], sig, betas,
-                                       T_hmd, [f.t for f in frames], tin.resets)
+                                       T_hmd, [f.t for f in frames], tin.resets, floor)
         reset = torch.tensor(resets)
 
         ok = res.ok.cpu().tolist()
@@ -157,8 +240,7 @@ class TrackerCore:
         for s, (_, p), r, good in zip(sessions, tin.items, reset.tolist(), ok, strict=True):
             heads.append({"session": s.id, "seq": p.frame.seq, "t": p.frame.t,
                           "t_recv": p.t_recv, "state": "reset" if (r or not good) else "ok"})
-        msgs = pose_messages(self.body, res.theta, betas.to(dev), floor.to(dev),
-                             sig.visible.to(dev), res.residual, heads)
+        msgs = pose_messages(res, betas, sig.visible, heads)
         poses = []
         for i, (s, (_, p), msg) in enumerate(zip(sessions, tin.items, msgs, strict=True)):
             s.fitted += 1
@@ -173,12 +255,27 @@ class TrackerCore:
             if msg is None:
                 self.totals["non_finite_output"] += 1
                 continue
-            poses.append(PoseOut(s.id, msg, p.payload))
+            poses.append(PoseOut(s.id, msg, p.payload, p.frame))
         self.ticks += 1
         self.totals["fitted"] += B
         self.fit_ns.append(fit_ns)
         self.batch_sizes.append(B)
-        return TickOutput(tin.t, poses, fit_ns, B)
+        skeletons = []
+        changed = {sid for sid, _ in tin.profile_changes}
+        for i, s in enumerate(sessions):
+            if s.id in changed or s.id not in self.skeletons:
+                data = encode_skeleton(skeleton_message(self.body, s.id, betas[i]))
+                self.skeletons[s.id] = data
+                skeletons.append((s.id, data))
+        return TickOutput(tin.t, poses, fit_ns, B, skeletons)
+
+    def skeletons_for(self, prefixes: list[bytes]) -> list[tuple[str, bytes]]:
+        """``(session, packed skeleton)`` of every live session with a skeleton whose topic
+        one of the subscription ``prefixes`` covers (the answer to late subscribers)."""
+        if not prefixes:
+            return []
+        return [(sid, data) for sid, data in self.skeletons.items()
+                if self.table.get(sid) is not None and wanted(prefixes, sid)]
 
     def warm_up(self, sizes=(1,)) -> None:
         """Run the engine once per batch size on a synthetic frame (compiled engines build or
@@ -224,7 +321,8 @@ class TrackerCore:
             sessions[s.id] = {
                 "rate_hz": rate, "last_seq": s.last_seq, "last_fitted_seq": s.last_fitted_seq,
                 "received": s.received, "fitted": s.fitted, "dropped": s.dropped,
-                "rejected": s.rejected, "resets": s.resets, "diverged": s.diverged,
+                "rejected": s.rejected, "resets": s.resets, "restarts": s.restarts,
+                "diverged": s.diverged,
                 "silent_s": (t_now - s.last_recv) / 1e9, "latency_ms": percentiles_ms(s.latency_ns),
             }
         bs = self.batch_sizes.values()
@@ -232,7 +330,8 @@ class TrackerCore:
             "v": 1, "t": int(t_now), "engine": self.engine.name, "model": self.model_info,
             "visibility": self.visibility, "live_sessions": len(self.table),
             "forgotten_sessions": self.table.forgotten, "sessions": sessions,
-            "rejected": dict(self.rejected), **dict(self.totals), "ticks": self.ticks,
+            "rejected": dict(self.rejected), **dict(self.totals),
+            "restarts": self.table.restarts, "ticks": self.ticks,
             "fit_ms": percentiles_ms(self.fit_ns),
             "latency_ms": percentiles_ms(self.latency_ns),
             "queue_ms": percentiles_ms(self.queue_ns),

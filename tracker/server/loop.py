@@ -8,11 +8,29 @@ Threads:
 * main (tick loop): sleeps until a frame is pending (or the next status is due), takes all
   pending frames at once (``begin_tick``), fits them as one batch (``run_tick``, outside the
   lock, so frames keep being received and stamped meanwhile) and publishes; ``status``
-  about once a second.
+  about once a second. It owns the output XPUB, so it also reads new subscriptions (at
+  every wake-up, at least every ``SUBSCRIPTION_POLL_S``) and answers those that cover a
+  ``skeleton/<session>`` topic with the current skeletons.
 
 ``t_recv`` is stamped under the same lock as ``begin_tick`` reads the pending frames, so a
 frame is in a tick exactly when ``t_recv`` < the tick time: a replay of the recorded times
 rebuilds the same batches.
+
+Bounds (``tracker.server.ingest``): a message over 64 KiB in all or of more than 4 frames is
+dropped frame by frame (``oversize``); the ingest high-water mark is small (16 messages per
+peer); only accepted frames are recorded (rejected ones are counted, ``recorder.
+rejected_not_recorded`` in the status); the recorder's queue is bounded
+(``tracker.recording``).
+
+Faults: an exception while a tick is fitted or published resets that tick's sessions
+(``TrackerCore.fault``), is logged and counted (``faults``), and the loop goes on: a batch of
+several sessions is fitted again session by session at once (each afresh), and a session
+that fails alone is then fitted apart from the others for 10 s, so one bad session cannot
+keep resetting everyone. An exception while the receiver handles one message drops that
+message (``ingest_errors``).
+The tick loop also watches the receiver thread and, with CURVE, the ZAP authenticator
+thread: when one of them is gone, :meth:`Server.serve` returns with ``fatal`` set (``tracker
+serve`` then exits 1) instead of serving blind or (without ZAP) unauthenticated.
 
 Oversize messages: ZeroMQ drops the connection of a peer that sends a message over
 ``ZMQ_MAXMSGSIZE`` (64 KiB) and reports only a disconnect, without a reason. A PUB peer
@@ -39,19 +57,31 @@ from zmq.utils.monitor import recv_monitor_message
 from tracker.protocol import (
     DEFAULT_INGEST,
     DEFAULT_PUBLISH,
-    MAX_MESSAGE_BYTES,
     STATUS_TOPIC,
     encode_pose,
     frame_topic,
     pose_topic,
+    skeleton_topic,
 )
 from tracker.recording import INGEST, PROFILE, STATUS, TICK, RecordingWriter
-from tracker.server.core import TickOutput, TrackerCore
+from tracker.server import ingest
+from tracker.server.core import TickInput, TickOutput, TrackerCore
+from tracker.server.faults import FaultInjection, InjectedFault
 from tracker.server.profiles import encode_profile
 from tracker.server.publish import finish_pose
-from tracker.server.security import CurveKeys, make_curve_server, start_authenticator
+from tracker.server.security import (
+    CurveKeys,
+    make_curve_server,
+    start_authenticator,
+    stop_authenticator,
+)
+from tracker.server.serve_log import ServeLog, counts
+from tracker.server.skeleton import read_subscriptions
 
 RECONNECT_WINDOW_NS = 500_000_000
+SUBSCRIPTION_POLL_S = 0.05
+"""The tick loop reads new subscriptions at least this often (and at every tick): a late
+subscriber's ``skeleton/<session>`` arrives within it (``tracker.server.skeleton``)."""
 
 
 @dataclass
@@ -62,7 +92,11 @@ class ServerConfig:
     keys: CurveKeys | None = None
     recorder: RecordingWriter | None = None
     echo_frames: bool = True
-    """Also publish ``frame/<session>`` (the fitted ingest payload) for viewers."""
+    """Also publish ``frame/<session>`` (the fitted frame, re-encoded) for viewers."""
+    log: ServeLog | None = None
+    """Where session events, periodic totals and errors go (``None``: a quiet log)."""
+    faults: FaultInjection = FaultInjection()
+    """Faults to commit on purpose (tests, ``TRACKER_SERVE_FAULTS``)."""
 
 
 class Server:
@@ -80,14 +114,26 @@ class Server:
         self._pending_disc: deque = deque()
         self._last_fail = 0
         self._started = clock()
+        self.log = cfg.log if cfg.log is not None else ServeLog(quiet=True)
+        self.fatal: str | None = None
+        """Why the server had to stop (a watched thread died), else ``None``."""
+        self.ingest_errors = 0
+        self.not_recorded = 0
+        self._errors: deque = deque(maxlen=256)  # (key, text) from the receiver thread
+        self._next_housekeeping = 0
+        self._rec_error_seen = False
+        core.enable_events()
         try:
             if cfg.keys is not None:
                 self.auth = start_authenticator(self.ctx, cfg.keys)
             self.ingest = self.ctx.socket(zmq.SUB)
-            self.ingest.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-            self.ingest.setsockopt(zmq.LINGER, 0)
+            ingest.configure(self.ingest)
             self.ingest.subscribe(b"")
-            self.out = self.ctx.socket(zmq.PUB)
+            # An XPUB sends like a PUB (same filtering, high-water mark and drops) and also
+            # hands the server every subscription (VERBOSE: repeated ones too), which is how a
+            # late subscriber asks for the skeletons (tracker.server.skeleton).
+            self.out = self.ctx.socket(zmq.XPUB)
+            self.out.setsockopt(zmq.XPUB_VERBOSE, 1)
             self.out.setsockopt(zmq.LINGER, 200)
             for s in (self.ingest, self.out):
                 if cfg.keys is not None:
@@ -104,25 +150,58 @@ class Server:
 
     # ------------------------------------------------------------------ receiver thread
     def _receive_loop(self) -> None:
+        """The receiver thread; anything escaping it is fatal (the tick loop sees it)."""
+        try:
+            self._receive_until_stopped()
+        except BaseException as exc:  # noqa: BLE001 - reported, then the server stops
+            if not self._stop.is_set():
+                self.fatal = f"ingest thread failed: {type(exc).__name__}: {exc}"
+                self._wake.set()
+
+    def _receive_until_stopped(self) -> None:
         poller = zmq.Poller()
         poller.register(self.ingest, zmq.POLLIN)
         poller.register(self.monitor, zmq.POLLIN)
         rec, core, clock = self.cfg.recorder, self.core, self.clock
+        user_id = self.cfg.keys is not None
+        fail_on = (self.cfg.faults.receive or "").encode()
+        die_on = (self.cfg.faults.ingest_stop or "").encode()
         while not self._stop.is_set():
             events = dict(poller.poll(100))
             if self.ingest in events:
-                got = False
+                first = None  # receive time of the batch's first accepted frame
                 for _ in range(10000):
                     try:
-                        payload = self.ingest.recv_multipart(zmq.NOBLOCK)[-1]
+                        payload, owner = ingest.read_message(self.ingest, user_id)
                     except zmq.Again:
                         break
-                    with self.lock:
-                        t = clock()
-                        got |= core.receive(payload, t) is not None
-                        if rec is not None:
-                            rec.write(INGEST, t, payload)
-                if got:
+                    if die_on and payload and die_on in payload:
+                        raise InjectedFault("ingest thread: injected fault")
+                    try:
+                        with self.lock:
+                            t = clock()
+                            if payload is None:
+                                core.reject("oversize")
+                                continue
+                            if fail_on and fail_on in payload:
+                                raise InjectedFault("receive: injected fault")
+                            ok = core.receive(payload, t, owner) is not None
+                            if rec is not None:
+                                if ok:
+                                    rec.write(INGEST, t, payload)
+                                else:
+                                    self.not_recorded += 1
+                    except Exception as exc:  # one message lost, the receiver goes on
+                        self.ingest_errors += 1
+                        self._errors.append(("ingest", f"ingest: a message raised "
+                                             f"{type(exc).__name__}: {exc} (dropped)"))
+                        continue
+                    if ok:
+                        first = t if first is None else first
+                        if t - first > 1_000_000:  # a long burst: let the tick start
+                            self._wake.set()
+                            first = t
+                if first is not None:
                     self._wake.set()
             if self.monitor in events:
                 self._monitor_events()
@@ -171,29 +250,147 @@ class Server:
         next_status = self.clock() + period
         rec = self.cfg.recorder
         while not stop.is_set():
-            self._wake.wait(max(0.0, (next_status - self.clock()) / 1e9))
+            self._wake.wait(max(0.0, min((next_status - self.clock()) / 1e9,
+                                         SUBSCRIPTION_POLL_S)))
             self._wake.clear()
-            if stop.is_set():
+            if stop.is_set() or not self._threads_alive():
                 break
-            with self.lock:
-                t = self.clock()
-                tin = self.core.begin_tick(t)
-                if tin is not None and rec is not None:
-                    for session, profile in tin.profile_changes:
-                        rec.write(PROFILE, t, encode_profile(session, profile))
-                    rec.write(TICK, t, msgpack.packb({"t": t, "n": len(tin.items)}))
+            tin = None
+            try:
+                self._answer_subscriptions()
+                with self.lock:
+                    t = self.clock()
+                    tin = self.core.begin_tick(t)
+                    if tin is not None and rec is not None:
+                        for session, profile in tin.profile_changes:
+                            rec.write(PROFILE, t, encode_profile(session, profile))
+                        rec.write(TICK, t, msgpack.packb({"t": t, "n": len(tin.items)}))
+            except Exception as exc:  # begin_tick failed: its frames are lost
+                self._tick_failed(None, exc)
             if tin is not None:
-                self._publish(self.core.run_tick(tin))
+                self._fit_and_publish(tin)
             now = self.clock()
-            if now >= next_status:
-                self._send_status(now)
-                next_status = max(next_status + period, now + period // 2)
+            try:
+                if now >= self._next_housekeeping:
+                    self._housekeeping(now)
+                if now >= next_status:
+                    next_status = max(next_status + period, now + period // 2)
+                    self._send_status(now)
+            except Exception as exc:  # a bug in reporting must not stop the fitting
+                self.log.error(f"status: {type(exc).__name__}: {exc}", key="status")
+
+    # ------------------------------------------------------------------ faults, watchdog, log
+    def _threads_alive(self) -> bool:
+        """The watchdog: ``False`` (and ``fatal`` set) when the receiver or, with CURVE, the
+        ZAP authenticator thread is gone."""
+        if self.fatal is None and not self._receiver.is_alive():
+            self.fatal = "ingest thread stopped"
+        if self.fatal is None and self.auth is not None and not self.auth.is_alive():
+            self.fatal = ("CURVE authenticator (ZAP) thread stopped: no client can be "
+                          "authenticated; refusing to go on")
+        return self.fatal is None
+
+    def _inject_tick_fault(self, tin: TickInput) -> None:
+        f = self.cfg.faults
+        ids = {s.id for s, _ in tin.items}
+        if f.zap_stop in ids and self.auth is not None and self.auth.is_alive():
+            self.auth.pipe.send(b"TERMINATE")  # injected: the ZAP thread ends
+        if f.tick in ids:
+            raise InjectedFault(f"tick: injected fault (session {f.tick})")
+
+    def _fit_and_publish(self, tin: TickInput) -> None:
+        """Fit and publish a tick; a failing batch resets its sessions and is fitted again
+        session by session, and a session failing alone is isolated (``TrackerCore.fault``)."""
+        for part in self.core.split(tin):
+            try:
+                self._inject_tick_fault(part)
+                self._publish(self.core.run_tick(part))
+                continue
+            except Exception as exc:
+                self._tick_failed(part, exc, isolate=len(part.items) == 1)
+            if len(part.items) > 1:
+                with self.lock:
+                    alone = self.core.retry_alone(part)
+                for one in alone:
+                    try:
+                        self._inject_tick_fault(one)
+                        self._publish(self.core.run_tick(one))
+                    except Exception as exc:
+                        self._tick_failed(one, exc, isolate=True)
+
+    def _tick_failed(self, tin: TickInput | None, exc: Exception, isolate: bool = False) -> None:
+        ids = []
+        with self.lock:
+            if tin is not None:
+                ids = self.core.fault(tin, isolate)
+            else:
+                self.core.totals["faults"] += 1
+        what = f"{len(ids)} session(s) reset: {', '.join(ids[:5])}" + (
+            ", ..." if len(ids) > 5 else "") if ids else "no session affected"
+        self.log.error(f"tick failed ({what}): {type(exc).__name__}: {exc}", key="tick")
+        if isolate and ids:
+            self.log.error(f"session {ids[0]} failed alone: fitted apart from the others "
+                           "for the next 10 s", key=f"isolate {ids[0]}")
+
+    def _housekeeping(self, now: int) -> None:
+        """About 10 times a second: silent sessions, log lines, recorder errors."""
+        self._next_housekeeping = now + 100_000_000
+        with self.lock:
+            self.core.check_silent(now)
+        events = self.core.events
+        while events:
+            self.log.event(*events.popleft())
+        while self._errors:
+            key, text = self._errors.popleft()
+            self.log.error(text, key=key)
+        rec = self.cfg.recorder
+        if rec is not None and rec.error is not None and not self._rec_error_seen:
+            self._rec_error_seen = True
+            self.log.error(f"recording {rec.path} stopped: {rec.error} (the file reads up to "
+                           "the last good write; serving goes on)")
+        if self.log.due(now):
+            with self.lock:
+                c = counts(dict(self.core.totals, rejected=self.core.rejected,
+                                restarts=self.core.table.restarts))
+                live = len(self.core.table)
+            self.log.periodic(now, live, c)
+
+    def status(self, now: int | None = None) -> dict:
+        """The status message as :meth:`_send_status` builds it (also for the exit totals)."""
+        now = self.clock() if now is None else now
+        rec = self.cfg.recorder
+        recorder = None
+        if rec is not None:
+            recorder = dict(rec.stats(), rejected_not_recorded=self.not_recorded)
+        extra = dict(self.conn, uptime_s=(now - self._started) / 1e9,
+                     ingest=self.ingest_addr, publish=self.publish_addr,
+                     recording=str(rec.path) if rec else None, recorder=recorder,
+                     curve=self.cfg.keys is not None, ingest_errors=self.ingest_errors)
+        with self.lock:
+            return self.core.status(now, extra)
+
+    def _answer_subscriptions(self) -> None:
+        """Publish the current skeletons that new subscriptions cover (subscribing is the
+        request); the recording keeps only those sent by ticks (:meth:`_publish`)."""
+        prefixes = read_subscriptions(self.out)
+        if not prefixes:
+            return
+        with self.lock:
+            due = self.core.skeletons_for(prefixes)
+        for session, data in due:
+            self.out.send_multipart([skeleton_topic(session), data])
 
     def _publish(self, out: TickOutput) -> None:
         rec, sent = self.cfg.recorder, []
+        self._answer_subscriptions()  # those that arrived during the fit: before its poses
+        for session, data in out.skeletons:  # a session's skeleton precedes its poses
+            topic = skeleton_topic(session)
+            self.out.send_multipart([topic, data])
+            if rec is not None:
+                rec.write(topic.decode(), out.t, data)
         for p in out.poses:
             if self.cfg.echo_frames:
-                self.out.send_multipart([frame_topic(p.session), p.payload])
+                self.out.send_multipart([frame_topic(p.session), p.echo()])
             t_pub = self.clock()
             data = finish_pose(p.msg, t_pub)
             topic = pose_topic(p.session)
@@ -204,14 +401,11 @@ class Server:
         with self.lock:
             for s, t_recv, t_pub in sent:
                 self.core.note_published(s, t_recv, t_pub, out.t, out.fit_ns)
+        for _, t_recv, t_pub in sent:
+            self.log.latency(t_pub - t_recv)
 
     def _send_status(self, now: int) -> None:
-        extra = dict(self.conn, uptime_s=(now - self._started) / 1e9,
-                     ingest=self.ingest_addr, publish=self.publish_addr,
-                     recording=str(self.cfg.recorder.path) if self.cfg.recorder else None,
-                     curve=self.cfg.keys is not None)
-        with self.lock:
-            msg = self.core.status(now, extra)
+        msg = self.status(now)
         data = encode_pose(msg)
         self.out.send_multipart([STATUS_TOPIC, data])
         if self.cfg.recorder is not None:
@@ -233,7 +427,7 @@ class Server:
             if s is not None:
                 s.close()
         if self.auth is not None:
-            self.auth.stop()
+            stop_authenticator(self.auth)
             self.auth = None
         self.ctx.term()
         if self.cfg.recorder is not None:

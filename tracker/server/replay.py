@@ -41,7 +41,8 @@ def replay(path: str | Path, core: TrackerCore, on_pose=None, speed: float | Non
 
     Args:
         on_pose: ``callback(msg: dict, payload: bytes, data: bytes)`` per published pose
-            (``payload``: the ingest payload it answers; ``data``: the packed message).
+            (``payload``: the frame it answers as the live ``frame/<session>`` echo, i.e.
+            validated and re-encoded; ``data``: the packed message).
         speed: ``None`` as fast as possible, else a multiple of real time.
         stop: ``callable() -> bool`` to end early.
 
@@ -98,7 +99,7 @@ def _tick(core: TrackerCore, t: int, on_pose, stats: ReplayStats) -> None:
         core.note_published(p.session, p.msg["t_recv"], t_pub)
         stats.poses += 1
         if on_pose is not None:
-            on_pose(p.msg, p.payload, data)
+            on_pose(p.msg, p.echo(), data)
 
 
 class _Comparer:

@@ -14,6 +14,16 @@ With keys, both sockets (ingest SUB and output PUB) are CURVE servers and a ZAP 
 (``zmq.auth.thread.ThreadAuthenticator``) admits only the public keys in ``DIR/clients``,
 re-read when the server starts. A client sets ``curve_serverkey`` (server.key),
 ``curve_publickey`` and ``curve_secretkey`` (its own pair) before connecting.
+
+Failing closed: without a ZAP handler libzmq's CURVE server admits *any* client key. So the
+sockets set a ZAP domain (:data:`ZAP_DOMAIN`) and ``ZMQ_ZAP_ENFORCE_DOMAIN``, under which a
+missing handler refuses every handshake (libzmq ``zmq_setsockopt(3)``), and the server
+watches the handler's thread and exits when it is gone (``tracker.server.loop``).
+
+Identity: the handler gives every admitted connection a ``User-Id``, the z85 text of the
+client's public key (pyzmq ``Authenticator.curve_user_id``); the server reads it from each
+message (``zmq.Frame.get("User-Id")``, libzmq ``zmq_msg_gets(3)``) and binds a session to the
+key that started it (``tracker.server.sessions``).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+ZAP_DOMAIN = "fitstream"
 
 
 class KeyFolderError(ValueError):
@@ -76,15 +87,34 @@ def start_authenticator(ctx, keys: CurveKeys):
 
     auth = ThreadAuthenticator(ctx)
     auth.start()
-    auth.configure_curve(domain="*", location=str(keys.clients_dir))
+    auth.configure_curve(domain=ZAP_DOMAIN, location=str(keys.clients_dir))
     return auth
 
 
+def stop_authenticator(auth) -> None:
+    """Stop the ZAP handler and close its sockets, also when its thread is already gone
+    (then ``auth.stop()`` would wait forever for the thread to answer)."""
+    from zmq.auth.base import Authenticator
+
+    if auth.is_alive():
+        auth.stop()
+        return
+    if auth.pipe is not None:
+        auth.pipe.close(linger=0)
+        auth.pipe = None
+    auth.thread = None
+    Authenticator.stop(auth)  # closes the ZAP socket
+
+
 def make_curve_server(sock, keys: CurveKeys) -> None:
-    """Turn ``sock`` into a CURVE server (before bind)."""
+    """Turn ``sock`` into a CURVE server (before bind) that fails closed without ZAP."""
+    import zmq
+
     sock.curve_secretkey = keys.secret
     sock.curve_publickey = keys.public
     sock.curve_server = True
+    sock.zap_domain = ZAP_DOMAIN.encode()
+    sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
 
 
 def set_curve_client(sock, server_public: bytes, client_secret_file: str | Path) -> None:

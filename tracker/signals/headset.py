@@ -3,7 +3,7 @@
 These are the fitter's inputs (Choutas et al. 2022, Sec. 3.1: the HMD pose, the wrist poses
 and the fingertips, with per-hand visibility ``v_L, v_R``).
 
-Frames (see ``shared/protocol.md``):
+Frames (see ``docs/protocol.md``):
 
 * stage frame: right-handed, +Y up, metres, floor at y = 0;
 * headset frame: OpenXR VIEW, looking along its local -Z, +Y up, +X right;

@@ -110,7 +110,7 @@ def tip_markers(tips, on, visible, radius: float = 0.008) -> o3d.geometry.Triang
     for s in (0, 1):
         c = HAND_COLORS[s] if visible[s] else GREY
         for k in range(5):
-            verts.append(bv * (radius if on[s] else 0.0) + tips[s, k])
+            verts.append(bv * (radius if on[s] else 1e-6) + tips[s, k])  # 0: no normals
             faces.append(bf + len(bv) * (5 * s + k))
             cols.append(np.broadcast_to(c, bv.shape))
     m = o3d.geometry.TriangleMesh(_v3(np.concatenate(verts)),
@@ -134,3 +134,57 @@ def text_mesh(text: str, height: float = 0.05) -> o3d.geometry.TriangleMesh | No
     t.paint_uniform_color((0.1, 0.1, 0.1))
     t.compute_vertex_normals()
     return t
+
+
+LEGEND = (
+    ("body: the fitted SMPL+H mesh", (0.35, 0.45, 0.7)),
+    ("black frustum: the headset (looks along -Z)", HEADSET_COLOR),
+    ("orange grid: the headset's plane z = 0;", PLANE_COLOR),
+    ("  half-space visibility drops hands behind it", PLANE_COLOR),
+    ("wrist axes: OpenXR x y z (red green blue)", (0.2, 0.2, 0.2)),
+    ("red dots: left fingertips", HAND_COLORS[0]),
+    ("blue dots: right fingertips", HAND_COLORS[1]),
+    ("grey axes, dots: a hand the fit did not use", (0.5, 0.5, 0.5)),
+    ("green lines: ground truth (simulated data)", GT_COLOR),
+    ("floor grid: y = 0, 0.5 m cells", (0.5, 0.5, 0.5)),
+    ("poses/s: received; view fps: frames drawn", (0.2, 0.2, 0.2)),
+    ("L: hide or show this legend", (0.2, 0.2, 0.2)),
+)
+"""The viewer's legend: ``(line, colour)``, the colour of what the line explains."""
+
+_FONT_LINE = 16.0  # Open3D's text font: units per line (glyphs span about y 0..14)
+
+
+def legend_mesh(entries=LEGEND, line_height: float = 1.0) -> o3d.geometry.TriangleMesh | None:
+    """The legend as one flat mesh facing +z: a line of text per entry in its colour on a
+    white panel, the first line's top at y = 0 and the lines going down (-y),
+    ``line_height`` apart; x from 0 to the right. It has no normals, so it is drawn unlit."""
+    out = o3d.geometry.TriangleMesh()
+    scale = line_height / _FONT_LINE
+    for k, (text, color) in enumerate(entries):
+        try:
+            t = o3d.t.geometry.TriangleMesh.create_text(text, depth=0.0).to_legacy()
+        except Exception:
+            return None
+        v = np.asarray(t.vertices)
+        if len(v) == 0:
+            continue
+        t.vertices = _v3((v - [0.0, _FONT_LINE, 0.0]) * scale - [0.0, k * line_height, 0.0])
+        t.paint_uniform_color(color)
+        out += t
+    if len(out.vertices) == 0:
+        return None
+    # Open3D's glyphs read correctly from +z but their triangles face -z: turn them over so
+    # that the front faces +z (no back-face rendering needed)
+    out.triangles = o3d.utility.Vector3iVector(np.asarray(out.triangles)[:, ::-1].copy())
+    lo, hi = np.asarray(out.vertices).min(0), np.asarray(out.vertices).max(0)
+    pad = 0.3 * line_height  # a white panel behind the text, so that nothing shows through
+    x0, x1, y0, y1, z = lo[0] - pad, hi[0] + pad, lo[1] - pad, hi[1] + pad, -0.05 * line_height
+    panel = o3d.geometry.TriangleMesh(_v3([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]]),
+                                      o3d.utility.Vector3iVector([[0, 1, 2], [0, 2, 3]]))
+    panel.paint_uniform_color((1.0, 1.0, 1.0))
+    out += panel
+    # without normals Open3D draws a mesh unlit: the colours exactly, wherever the lights are
+    flat = o3d.geometry.TriangleMesh(out.vertices, out.triangles)
+    flat.vertex_colors = out.vertex_colors
+    return flat

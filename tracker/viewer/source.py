@@ -1,13 +1,16 @@
 """What the viewer shows, produced on a worker thread from a live server or a recording.
 
-Both sources call ``sink(pose_msg, ingest_payload_or_None)``; :class:`LatestScene` turns that
-into a :class:`SceneState` (mesh vertices, joints, headset, hands, ground truth: everything
-heavy is computed here, off the GUI thread) and keeps only the newest one (latest wins, like
-the server).
+Both sources call ``sink(pose_msg, ingest_payload_or_None)`` for every pose they receive;
+:class:`LatestScene` counts it (the pose rate the viewer shows is the rate poses arrive, a
+sliding window on the receive side) and keeps only the newest one (latest wins, like the
+server). Only a pose that is drawn is turned into a :class:`SceneState` (mesh vertices,
+joints, headset, hands, ground truth), so the receiving thread keeps up with any rate
+however slow the window is.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ class SceneState:
         wrists: ``(2, 4, 4)``; wrist_on: ``(2,)`` bool (reported); visible: ``(2,)`` bool
         (used by the fit); tips: ``(2, 5, 3)``; tips_on: ``(2,)`` bool.
         gt_joints: ``(52, 3)`` ground truth (simulated data) or ``None``.
+        pose_rate: poses of this session received per second when it was taken.
     """
 
     session: str
@@ -55,22 +59,58 @@ def _pose7(p) -> np.ndarray:
 
 
 class LatestScene:
-    """The sink the sources feed; :meth:`take` returns the newest unseen state or ``None``."""
+    """The sink the sources feed; :meth:`take` returns the newest unseen pose as a
+    :class:`SceneState` (or ``None``), :meth:`pose_rate` the poses received per second."""
+
+    RATE_WINDOW = 1.0
+    """Seconds over which :meth:`pose_rate` counts the poses received."""
 
     def __init__(self, body, session: str | None = None):
         self.body, self.session = body, session
         self._lock = threading.Lock()
-        self._latest: SceneState | None = None
-        self._times: list[float] = []
+        self._pending: tuple[dict, bytes | None] | None = None
+        self._times: collections.deque[float] = collections.deque()
+        self._first: float | None = None
         self._poser: MeshPoser | None = None  # skinning for the current shape
         self._poser_betas: list | None = None
+        self.clock = time.monotonic
 
-    @torch.inference_mode()
     def __call__(self, msg: dict, payload: bytes | None) -> None:
+        """Receive one pose (cheap: any thread, any rate)."""
         if self.session is None:
             self.session = msg["session"]  # the first session seen
         if msg["session"] != self.session:
             return
+        now = self.clock()
+        with self._lock:
+            self._times.append(now)
+            if self._first is None:
+                self._first = now
+            self._pending = (msg, payload)
+
+    def pose_rate(self, now: float | None = None) -> float:
+        """Poses of the shown session received per second over the last ``RATE_WINDOW``
+        seconds (over the time since the first one while that is shorter)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            while self._times and self._times[0] <= now - self.RATE_WINDOW:
+                self._times.popleft()
+            if self._first is None:
+                return 0.0
+            return len(self._times) / min(self.RATE_WINDOW, max(now - self._first, 0.25))
+
+    def take(self) -> SceneState | None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        state = self.scene(*pending)
+        state.pose_rate = self.pose_rate()
+        return state
+
+    @torch.inference_mode()
+    def scene(self, msg: dict, payload: bytes | None) -> SceneState:
+        """What to draw for one pose message and its frame echo."""
         b = self.body
         if self._poser is None or self._poser_betas != msg["betas"]:  # shape: per profile
             self._poser_betas = list(msg["betas"])
@@ -99,19 +139,9 @@ class LatestScene:
                 gt_joints = b.forward_axis_angle(
                     torch.tensor([gt["pose"]], dtype=b.dtype), gb,
                     torch.tensor([gt["transl"]], dtype=b.dtype)).joints[0].numpy()
-        now = time.monotonic()
-        self._times = [t for t in self._times if now - t < 1.0] + [now]
-        state = SceneState(msg["session"], msg["seq"], msg["state"], msg["residual"],
-                           st.vertices[0].numpy(), st.joints[0].numpy(), head, wrists, wrist_on,
-                           np.asarray(msg["visible"], bool), tips, tips_on, gt_joints,
-                           float(len(self._times)))
-        with self._lock:
-            self._latest = state
-
-    def take(self) -> SceneState | None:
-        with self._lock:
-            s, self._latest = self._latest, None
-        return s
+        return SceneState(msg["session"], msg["seq"], msg["state"], msg["residual"],
+                          st.vertices[0].numpy(), st.joints[0].numpy(), head, wrists, wrist_on,
+                          np.asarray(msg["visible"], bool), tips, tips_on, gt_joints)
 
 
 class LiveSource:

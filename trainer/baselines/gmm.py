@@ -55,7 +55,14 @@ class GaussianMixture:
                 gmm = cls(z["weights"].astype(np.float64), z["means"].astype(np.float64),
                           z["covariances"].astype(np.float64), int(z["num_samples"]))
         except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not a pose GMM file ({exc})") from exc
+            from tracker.errors import describe_file
+
+            kind = describe_file(Path(path).expanduser())
+            why = kind if kind != "a NumPy .npz archive" else (
+                "an .npz without weights, means and covariances" if isinstance(exc, KeyError)
+                else str(exc))
+            raise ValueError(f"{path}: not a pose GMM file ({why}; expected one written by "
+                             "trainer fit-gmm)") from exc
         K, D = gmm.means.shape
         if gmm.weights.shape != (K,) or gmm.covariances.shape != (K, D, D):
             raise ValueError(f"{path}: inconsistent GMM shapes")

@@ -14,6 +14,8 @@ def read_clips(data: list[str], fps: float, split_file=None, datasets=None,
         clips, problems = load_motions(data, fps, split_file, datasets, progress=progress)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+    if not clips and len(problems) == 1:  # one file given, and it is not a motion: say why
+        raise UserError(problems[0])
     for msg in problems:
         print(f"skipped: {msg}")
     if not clips:

@@ -32,7 +32,8 @@ def add_arguments(p):
                    default=list(VISIBILITY), help="full (= signals mode 'device') and/or "
                    "half-space (the paper's field of view)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
-                   help="methods to compare (default: all available)")
+                   help="methods to compare (default: " + " ".join(METHODS)
+                        + "; lbfgs only with a pose prior)")
     p.add_argument("--noise", choices=["clean", "consumer", "degraded"], default="consumer",
                    help="device noise model applied to the signals (seeded per clip)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
@@ -241,23 +242,31 @@ def plot_iterations(iterations: dict, path: str | Path) -> Path:
     return path
 
 
+def y_ticks(values: list[float], count: int = 4) -> list[float]:
+    """The y axis of an error panel: ``count + 1`` round ticks from 0 (errors and distances
+    are never negative) to at least the largest value."""
+    top = max([v for v in values if v > 0], default=1.0)
+    raw = top / count
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * mag >= raw * (1 - 1e-9))
+    return [step * k for k in range(count + 1)]
+
+
 def _panel(d, box, title, its, series, font, small):
     x0, y0, w, h = box
     L, R, T, B = x0 + 55, x0 + w - 15, y0 + 30, y0 + h - 45
     d.text((x0 + w / 2, y0 + 8), title, fill="black", font=font, anchor="mt")
     vals = [v for k, _ in series for it in its if (v := it.get(k)) is not None
             and math.isfinite(v)]
-    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
-    pad = 0.08 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.1
-    lo, hi = lo - pad, hi + pad
+    ticks = y_ticks(vals)
+    lo, hi = ticks[0], ticks[-1]
     n = max(len(its) - 1, 1)
     sx = lambda i: L + (R - L) * i / n  # noqa: E731
     sy = lambda v: B - (B - T) * (v - lo) / (hi - lo)  # noqa: E731
     d.rectangle((L, T, R, B), outline="black")
-    for k in range(5):  # y ticks
-        v = lo + (hi - lo) * k / 4
+    for v in ticks:  # y ticks
         d.line((L - 4, sy(v), L, sy(v)), fill="black")
-        d.text((L - 6, sy(v)), f"{v:.1f}", fill="black", font=small, anchor="rm")
+        d.text((L - 6, sy(v)), f"{v:g}", fill="black", font=small, anchor="rm")
     for i in range(len(its)):  # x ticks
         d.line((sx(i), B, sx(i), B + 4), fill="black")
         d.text((sx(i), B + 6), str(i), fill="black", font=small, anchor="mt")

@@ -33,7 +33,10 @@ def run(args) -> int:
     missing = [p for p in args.data if not Path(p).expanduser().exists()]
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
-    cfg = dataclass_from_args(TrainConfig, args)
+    try:
+        cfg = dataclass_from_args(TrainConfig, args)
+    except ValueError as exc:  # a setting the config itself refuses (e.g. a joint name)
+        raise UserError(str(exc)) from exc
     try:
         path = train(cfg)
     except (TrainingError, CheckpointError, BodyModelError) as exc:

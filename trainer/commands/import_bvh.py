@@ -15,11 +15,16 @@ A clip whose retargeted motion is not a plausible human motion (a joint far beyo
 range in many frames, a head folded over or facing backwards, hands, feet or head that cannot
 follow the file's orientations) is *refused*: nothing is written for it (files an earlier run
 wrote for it are removed), and its summary entry holds the one-line reason and the report.
+A file whose motion data is cut short (a truncated download or copy) is refused the same way,
+the reason naming the line and frame where the data stops (``cut`` in its summary entry).
+The exit status is 1 when nothing was converted or when a file could not be read or was cut
+(refused-as-implausible and too-short clips alone leave it 0).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -85,6 +90,9 @@ def convert_clip(src: Path, name: str, out_dir: Path, mapping, settings: dict) -
     cpu0 = time.process_time()
     key = _key(src, settings)
     bvh = read_bvh(src)
+    if bvh.truncated:  # a cut file: its frames end mid-motion, converting them is a guess
+        return dict(name=name, source=str(src), key=key, cut=True,
+                    refused=f"file cut short: {bvh.warnings[0]}; nothing converted")
     if bvh.num_frames / bvh.fps < settings["min_seconds"]:
         return dict(name=name, source=str(src), skipped=f"too short ({bvh.num_frames} frames,"
                     f" {bvh.num_frames / bvh.fps:.2f} s): a rest pose, not a motion")
@@ -142,7 +150,11 @@ def _job(args):
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # one bad clip never ends the batch
-        return dict(name=name, source=str(src), failed=f"{type(exc).__name__}: {exc}")
+        from tracker.motion.bvh import BvhError
+
+        why = (str(exc).removeprefix(f"{src}: ") if isinstance(exc, BvhError)
+               else f"{type(exc).__name__}: {exc}")
+        return dict(name=name, source=str(src), failed=why)
 
 
 def _key(src: Path, settings: dict) -> str:
@@ -193,6 +205,7 @@ def summarize(entries: dict) -> dict:
         clips=len(ok), failed=sum("failed" in e for e in entries.values()),
         skipped=sum("skipped" in e for e in entries.values()),
         refused=sum("refused" in e for e in entries.values()),
+        cut=sum(bool(e.get("cut")) for e in entries.values()),
         with_violations=sum(_violated(e) for e in ok),
         files=sum(len(e["files"]) for e in ok), frames=sum(e["frames"] for e in ok),
         hours=round(sum(e["seconds"] for e in ok) / 3600, 4),
@@ -209,8 +222,10 @@ def _violated(e: dict) -> bool:
 
 
 def print_summary(t: dict, seconds: float | None = None) -> None:
+    cut = t.get("cut", 0)
     print(f"clips converted: {t['clips']} ({t['files']} files), failed: {t['failed']}, "
-          f"skipped: {t['skipped']}, refused as implausible: {t.get('refused', 0)}")
+          f"skipped: {t['skipped']}, refused as implausible: {t.get('refused', 0) - cut}"
+          + (f", refused as cut short: {cut}" if cut else ""))
     print(f"motion: {t['frames']} frames, {t['hours']:.3f} h")
     if t["median_error_mm"] is not None:
         print(f"retarget error (mean mapped-joint distance): median {t['median_error_mm']} mm, "
@@ -327,7 +342,12 @@ def run(args) -> int:
     print_plausibility(sorted(done, key=lambda e: e["name"]))
     print_summary(totals, time.perf_counter() - t0)
     print(f"summary: {summary_path}")
-    return 0 if totals["clips"] else 1
+    broken = [e for _, n in files if (e := entries.get(n)) and ("failed" in e or e.get("cut"))]
+    if broken:
+        print(f"{len(broken)} of {len(files)} BVH files could not be converted (unreadable or cut "
+              "short; nothing written for them): " + ", ".join(e["source"] for e in broken[:5])
+              + (", ..." if len(broken) > 5 else ""), file=sys.stderr)
+    return 0 if totals["clips"] and not broken else 1
 
 
 def _run_jobs(jobs, n):

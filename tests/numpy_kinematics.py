@@ -1,10 +1,9 @@
-"""NumPy forward kinematics of the joints on the publish path (small batches, low latency).
+"""NumPy forward kinematics of the joints, float64: an independent reference for tests.
 
-For the batch sizes of a live tick (1-16 sessions) torch's per-operation overhead dominates:
-building the pose messages with torch costs ~1.5 ms a tick on a laptop core, these ~0.2 ms.
-:class:`JointChain` computes what ``BodyModel.forward`` does (joints only) in float64;
-``tests/test_protocol.py`` checks it against the torch version. Its rotations come from
-``tracker.geometry.arrays``.
+:class:`JointChain` computes what ``BodyModel.forward`` does (joints only) by walking the
+parent chain; tests check the engines' wire outputs (``tracker.fitter.outputs``, computed in
+the compiled fit) against it. (It was the publish path until the engines returned what the
+wire needs.)
 """
 
 from __future__ import annotations
