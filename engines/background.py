@@ -44,7 +44,7 @@ class BackgroundBuild:
 
     def __init__(self, name: str, make: Callable[[], Engine], checkpoint: str | None = None,
                  body_model: str | None = None, buckets: Sequence[int] = BUCKETS,
-                 log: Callable[[str], None] = print, nice: int = 19):
+                 log: Callable[[str], None] = print, nice: int = 10):
         self.name, self._make, self.buckets, self.log = name, make, tuple(buckets), log
         self._argv = [sys.executable, "-m", "engines.prebuild", "--engine", name,
                       "--buckets", *map(str, self.buckets)]

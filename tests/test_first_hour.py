@@ -328,6 +328,9 @@ def test_the_legend_explains_the_colours_and_toggles():
     colours = dict(S.LEGEND)
     assert colours["red dots: left fingertips"] == S.HAND_COLORS[0]
     assert colours["green lines: ground truth (simulated data)"] == S.GT_COLOR
+    # a hand without tips is shrunk, not collapsed: zero normals had Open3D draw all tips black
+    tips = S.tip_markers(np.zeros((2, 5, 3)), np.array([False, True]), np.array([False, True]))
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(tips.vertex_normals), axis=1), 1)
 
     class Vis:  # records what the legend asks of the window
         def __init__(self):

@@ -49,7 +49,3 @@ def describe_file(path: str | Path) -> str:
             return "a binary file of another kind"
     return "a text file"
 
-
-def unreadable(path: str | Path, expected: str) -> str:
-    """``"<what it is>; expected <expected>"`` for a file a loader could not read."""
-    return f"{describe_file(path)}; expected {expected}"

@@ -18,6 +18,9 @@ topic                data                                           log_time
                      received before ``t`` and fitted ``n``
 ``tracker/profile``  a session's calibration, applied from the next   the tick time
                      tick (``tracker.server.profiles``)
+``tracker/engine``   ``{"t", "engine"}``: the server switched to this  the switch time
+                     engine (its background build was ready) before
+                     the next tick
 ==================== ============================================== =========================
 
 plus one metadata record ``tracker`` (engine, checkpoint, body model, visibility, threads).
@@ -56,6 +59,7 @@ INGEST = "ingest"
 STATUS = "status"
 TICK = "tracker/tick"
 PROFILE = "tracker/profile"
+ENGINE = "tracker/engine"  # {"t", "engine"}: the server switched engines before tick t
 POSE_PREFIX = "pose/"
 ENCODING = "msgpack"
 

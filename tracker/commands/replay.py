@@ -28,7 +28,8 @@ def add_arguments(p):
     p.add_argument("--session", default=None, metavar="ID",
                    help="with --view: the session to show (default: the first)")
     p.add_argument("--screenshot", default=None, metavar="FILE",
-                   help="with --view: save one frame once the body is on screen, then exit")
+                   help="with --view: save one frame once the body is on screen, then exit "
+                        "(no display needed)")
     p.add_argument("--publish", default=None, metavar="ADDR",
                    help="also publish pose/<session> (and frame/<session>, "
                         "skeleton/<session>) on a bound XPUB, as tracker serve does")
@@ -63,6 +64,7 @@ def run(args) -> int:
 
         if problem := display_problem(args.screenshot is not None):
             raise UserError(problem)
+    engine_asked = args.engine is not None
     args.engine = args.engine or meta.get("engine", "auto")
     args.visibility = args.visibility or meta.get("visibility", "device")
     threads = set_threads(args.threads or int(meta.get("threads", 0)) or None)
@@ -112,6 +114,23 @@ def run(args) -> int:
             pub.send_multipart([frame_topic(msg["session"]), payload])
             pub.send_multipart([pose_topic(msg["session"]), data])
 
+    def on_engine(name):
+        """The live server switched engines here (its background build was ready): do the
+        same, unless --engine chose one."""
+        if engine_asked or name == core.engine.name:
+            return None
+        from engines.base import EngineError
+        from engines.registry import make_engine
+
+        print(f"tracker replay: the recording switched to engine {name} here; loading it "
+              "(a build takes minutes if it is not cached)", file=sys.stderr, flush=True)
+        try:
+            return make_engine(name, core.engine.fitter)
+        except EngineError as exc:
+            print(f"tracker replay: note: {exc}; going on with {core.engine.name} (poses "
+                  "will differ)", file=sys.stderr, flush=True)
+            return None
+
     print(f"tracker replay: {path} engine {core.engine.name} threads {threads} visibility "
           f"{args.visibility} speed {args.speed or 'max'}", file=sys.stderr, flush=True)
     if args.view:
@@ -125,7 +144,7 @@ def run(args) -> int:
             raise UserError(str(exc)) from exc
         stats = source.stats
     else:
-        stats = replay(path, core, on_pose, args.speed)
+        stats = replay(path, core, on_pose, args.speed, on_engine=on_engine)
     if pub is not None:
         pub.close()
     if stats is None:

@@ -40,6 +40,12 @@ def add_arguments(p):
                    help="seconds between status messages (default 1)")
     p.add_argument("--no-frame-echo", action="store_true",
                    help="do not publish frame/<session> (the frame each pose answers)")
+    p.add_argument("--build", choices=("background", "wait"), default="background",
+                   help="when the compiled engine is not in the engine cache yet (the first "
+                        "run after an install or a model change; inductor takes minutes): "
+                        "serve on the eager engine at once and switch between ticks when the "
+                        "build, done in a low-priority child process, is ready (background), "
+                        "or build it before serving (wait) (default: background)")
     p.add_argument("--quiet", action="store_true",
                    help="no session and periodic lines (errors and the exit totals still "
                         "print)")
@@ -82,8 +88,10 @@ def run(args) -> int:
         except KeyFolderError as exc:
             raise UserError(str(exc)) from exc
     core, info = build_core(args)
-    print(f"tracker serve: warming up engine {core.engine.name} (a compiled engine builds once, "
-          "then loads from its cache)", file=sys.stderr, flush=True)
+    build = info.pop("build", None)
+    if build is None:
+        print(f"tracker serve: warming up engine {core.engine.name} (a compiled engine builds "
+              "once, then loads from its cache)", file=sys.stderr, flush=True)
     core.warm_up()
     # The model, engine and library objects live for the whole run: move them out of the
     # garbage collector's view, so that its full collections (which scan every tracked
@@ -113,7 +121,7 @@ def run(args) -> int:
             raise UserError(f"{args.record}: cannot write ({exc.strerror or exc})") from exc
     log = ServeLog(quiet=args.quiet, period_s=args.log_period)
     cfg = ServerConfig(args.ingest, args.publish, args.status_period, keys, recorder,
-                       not args.no_frame_echo, log, faults)
+                       not args.no_frame_echo, log, faults, build)
     try:
         server = Server(core, cfg)
     except zmq.ZMQError as exc:
@@ -128,6 +136,8 @@ def run(args) -> int:
     try:
         server.serve(stop)
     finally:
+        if build is not None:
+            build.stop()
         server.close()
         if server.fatal is not None:
             log.error(f"{server.fatal}; stopped" + (f" (recording {args.record} finalised)"

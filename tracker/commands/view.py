@@ -17,7 +17,8 @@ def add_arguments(p):
     p.add_argument("--session", default=None, metavar="ID",
                    help="session to show (default: the first one that arrives)")
     p.add_argument("--screenshot", default=None, metavar="FILE",
-                   help="save one frame (PNG) once the body is on screen, then exit")
+                   help="save one frame (PNG) once the body is on screen, then exit (no "
+                        "display needed: it is rendered off-screen)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="with --screenshot: give up after S seconds without a pose (default 60)")
     add_body_model_argument(p, ' for the mesh: the one the server runs')

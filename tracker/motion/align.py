@@ -30,15 +30,21 @@ Three estimates, each used where it is valid (:func:`align`):
   ``HINGE_TOL_DEG`` (e.g. a rest pose with the palms forward).
 * **neutral mean**: a joint's ``C`` such that its mean local rotation over the clip, relative
   to its aligned parent (the head: to the torso, as rigs split the bending of neck and head
-  differently), is the SMPL+H rest (coarse: off by the clip's mean pose). It verifies the
-  rest-pose estimate of every other joint (head, neck, spine, collars, wrists, ankles, toes):
-  where they differ by more than ``VERIFY_TOL_DEG`` (``SPINE_TOL_DEG`` for spine joints; the
-  150° fold of the issue is far beyond) the rest pose does not describe that joint and the
-  neutral mean is used instead.
+  differently), is the SMPL+H rest. Only a fallback for joints that neither the rest pose nor
+  a hinge covers: it is off by the clip's mean posture (a dancer's bent spine, pointed feet,
+  a head hanging forward) and it absorbs whatever the file gets wrong for most of a clip (a
+  foot's roll flipped by the solver), so it gives the same rig different frames in different
+  clips. The rest pose is the rig's own definition, the same for all its clips: where it is
+  valid it is used as it is. (It used to be checked against the neutral mean and replaced
+  where the two differed by more than 45°, 25° for the spine; on the shared iClone clips that
+  turned spine, head and feet of the same rig by up to 170° from clip to clip.)
 
 Wrists with two or more mapped finger bases take their orientation from those positions
 (position-only IK), as do joints with several mapped joints below and no other estimate; an
 ankle's neutral mean is turned to point the foot at the mapped toes.
+
+Whatever the alignment, a frame in which a file orientation is no human pose relative to its
+parent is not followed (:func:`trusted_orientations`).
 """
 
 from __future__ import annotations
@@ -53,14 +59,6 @@ from tracker.motion.targets import Targets
 _IDX = {n: i for i, n in enumerate(JOINT_NAMES)}
 HINGE_TOL_DEG = 20.0
 """Rest-pose alignment of a limb root further than this from its hinge alignment is replaced."""
-VERIFY_TOL_DEG = 45.0
-"""Rest-pose alignment further than this from the neutral mean is not used."""
-SPINE_TOL_DEG = 25.0
-"""The same for spine joints: a spine segment's mean posture in a clip is rarely far from
-neutral, while rigs whose bones lie along one axis at rest straighten the spine's S-curve."""
-PLAUSIBILITY_MARGIN = 0.003
-"""Mean squared limit excess (radians^2; e.g. 10° beyond a range in 10% of frames) by which the
-rest-pose estimate must be worse than the neutral mean for the neutral mean to replace it."""
 MIN_BEND_DEG = 10.0
 """A knee or elbow bent at least this much shows its hinge axis (frames weighted by the sine of
 the bend)."""
@@ -228,7 +226,7 @@ def _hinge_chain(G: np.ndarray, tg: Targets, rest: np.ndarray, limb: dict,
                  C: dict[int, np.ndarray]) -> None:
     """Put a limb's rest globals in ``G (52, 3, 3)`` from hinge ``C``; the end joint follows
     the mid joint as at rest (the hand in line with the forearm; the foot turned along the
-    mapped toes if there are any), which :func:`align` verifies against the neutral mean."""
+    mapped toes if there are any)."""
     idx = {int(j): k for k, j in enumerate(tg.joints)}
     root, mid, end, tip = limb["joints"]
     for j in (root, mid):
@@ -288,31 +286,6 @@ def _toe_swing(C: np.ndarray, tg: Targets, rest: np.ndarray, j: int, sub: np.nda
     return _min_rotation(u[None], b[None])[0] @ C
 
 
-def _limit_score(Cj: np.ndarray, O: np.ndarray, k: int, j: int, idx, C: np.ndarray
-                 ) -> float | None:
-    """Mean squared excess (radians^2) over the human ranges (``tracker.motion.limits``) of
-    joint ``j``'s local rotations in frames ``O (S, M, 3, 3)`` if its ``C`` were ``Cj``
-    (relative to its aligned parent ``O_p C_p``); None when the joint has no limits or its
-    parent is not mapped with orientations."""
-    p = PARENTS[j]
-    if j not in LIMITED or p not in idx or not np.any(C[idx[p]]):
-        return None
-    R = np.swapaxes(O[:, idx[p]] @ C[idx[p]], -1, -2) @ O[:, k] @ Cj
-    return float((joint_excess(R, j) ** 2).sum(-1).mean())
-
-
-def _less_plausible(cand: np.ndarray, mean: np.ndarray, O: np.ndarray, k: int, j: int, idx,
-                    C: np.ndarray) -> bool:
-    """Whether the rest-pose estimate ``cand`` of joint ``j`` puts its local rotations further
-    beyond their human ranges than the neutral mean does (by ``PLAUSIBILITY_MARGIN``); True
-    when that cannot be judged (no limits, parent unmapped). A clip's mean posture is a coarse
-    estimate (a dancer's pointed feet, a bent spine), while the rest pose is the rig's own, the
-    same for all its clips: it is kept unless the motion says it cannot be right."""
-    a = _limit_score(cand, O, k, j, idx, C)
-    b = _limit_score(mean, O, k, j, idx, C)
-    return a is None or b is None or a > b + PLAUSIBILITY_MARGIN
-
-
 # ------------------------------------------------------------------------------ together
 def _rest_candidates(tg: Targets, rest: np.ndarray, bad: dict[str, str], notes: list[str]
                      ) -> tuple[np.ndarray, dict[int, str]]:
@@ -349,10 +322,10 @@ def align(tg: Targets, rest: np.ndarray, max_frames: int = 400
     """``(C (M, 3, 3), how, notes)``: how the joint frames were aligned (``"rest"``, or which
     other estimates were used) and why.
 
-    Joints in SMPL+H order (parents first): the rest-pose or hinge estimate where valid
-    (module notes), checked against the neutral mean for joints no hinge fixes; else the
-    neutral mean; long bones and joints with several mapped joints below that have neither
-    take position-only IK. ``rest (52, 3)``: SMPL+H rest joints for the clip's shape.
+    Joints in SMPL+H order (parents first): the rest-pose, hinge or chain estimate where valid
+    (module notes); else the neutral mean; long bones and joints with several mapped joints
+    below that have neither take position-only IK. ``rest (52, 3)``: SMPL+H rest joints for
+    the clip's shape.
     """
     idx = {int(j): k for k, j in enumerate(tg.joints)}
     notes: list[str] = []
@@ -365,37 +338,27 @@ def align(tg: Targets, rest: np.ndarray, max_frames: int = 400
         bad, G_rest, src = {"all": "missing"}, None, {}
     G_ik = None
     C = np.zeros((len(tg.joints), 3, 3))
-    used, moved = set(), []
+    used = set()
     for k, j in enumerate(int(j) for j in tg.joints):
+        cand = tg.rest_rot[k].T @ G_rest[j] if j in src else None
+        if j in (_IDX["left_wrist"], _IDX["right_wrist"]) and len(_below(j, idx)) >= 2:
+            cand = None  # mapped finger bases: positions give the hand's orientation
         a = _mapped_parent(j, idx)
         if j == _IDX["head"] and a == _IDX["neck"]:  # rigs split neck and head bending
             a = _mapped_parent(a, idx)  # differently from SMPL+H: judge it by the torso
-        cand = tg.rest_rot[k].T @ G_rest[j] if j in src else None
-        mean = None
-        if a >= 0 and tg.has_rot[idx[a]] and j not in LONG_BONES:
-            mean = _neutral_mean(O, k, O[:, idx[a]] @ C[idx[a]])
-            if j in (_IDX["left_ankle"], _IDX["right_ankle"]):
-                mean = _toe_swing(mean, tg, rest, j, sub)
-        if j in (_IDX["left_wrist"], _IDX["right_wrist"]) and len(_below(j, idx)) >= 2:
-            cand = None  # mapped finger bases: positions give the hand's orientation
-        tol = SPINE_TOL_DEG if JOINT_NAMES[j].startswith("spine") else VERIFY_TOL_DEG
-        if cand is not None and (src[j] == "hinge" or mean is None
-                                 or _rot_angle(cand, mean) <= tol
-                                 or not _less_plausible(cand, mean, O, k, j, idx, C)):
+        if cand is not None:
             C[k] = cand
             used.add(src[j])
-        elif mean is not None and len(_below(j, idx)) < 2:
-            C[k] = mean
+        elif (a >= 0 and tg.has_rot[idx[a]] and j not in LONG_BONES
+              and len(_below(j, idx)) < 2):
+            C[k] = _neutral_mean(O, k, O[:, idx[a]] @ C[idx[a]])
+            if j in (_IDX["left_ankle"], _IDX["right_ankle"]):
+                C[k] = _toe_swing(C[k], tg, rest, j, sub)
             used.add("mean")
-            if cand is not None:
-                moved.append(JOINT_NAMES[j])
         else:
             G_ik = _ik_globals(tg, rest, sub) if G_ik is None else G_ik
             C[k] = _procrustes((np.swapaxes(O[:, k], -1, -2) @ G_ik[:, j]).sum(0))
             used.add("ik")
-    if moved:
-        notes.append(f"rest pose too far from the neutral mean for {', '.join(moved)}: "
-                     "aligned by the neutral mean")
     notes += [f"rest pose {k}: {v}" for k, v in bad.items() if k in ("torso", "all")]
     order = ("rest", "hinge", "chain", "mean", "ik")
     return C, "+".join(o for o in order if o in used), notes

@@ -11,7 +11,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from tracker.body.joints import PARENTS, depth_levels
-from tracker.motion.limits import clamp_joint, joint_swing_twist
+from tracker.motion.limits import clamp_joint, joint_excess, joint_swing_twist
 from tracker.motion.targets import Targets
 
 
@@ -135,6 +135,12 @@ def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = N
                     G[far, j] = T[far]
                 if j in HINGES and D[0] == HINGES[j][0] and HINGES[j][1] in idx:
                     _twist_to_hinge(G, j, v[:, 0], P[:, idx[HINGES[j][1]]] - P[:, idx[D[0]]])
+                c = D[0]
+                if limits and j in TWIST_FOR_CHILD and PARENTS[c] == j and len(firsts(c)) == 1:
+                    g = firsts(c)[0]
+                    xc = x[:, j] + G[:, j] @ (rest[c] - rest[j])
+                    _twist_for_child(G, j, c, _unit(aim(c, [g])[0]),
+                                     _unit(rest[c] - rest[j]), _unit(P[:, idx[g]] - xc))
             else:
                 G[:, j] = _kabsch(u, v, tg.weights[[idx[d] for d in D]])
         if limits:
@@ -155,6 +161,51 @@ root's frame): knees flex about +X, the left elbow about -Y and the right one ab
 HINGE_BEND_DEG = (15.0, 35.0)
 """A limb bent less than the first angle keeps the root's twist from the file's orientation;
 bent more than the second, the twist puts the bend in the hinge's plane (linear between)."""
+
+
+TWIST_FOR_CHILD = (1, 2, 4, 5, 16, 17, 18, 19)
+"""Limb joints (hips, knees, shoulders, elbows) whose twist may be turned so that their child
+can reach its own child within its range (:func:`_twist_for_child`)."""
+TWIST_STEP_DEG, TWIST_SPAN_DEG, TWIST_COST = 5.0, 150.0, 0.01
+"""Search grid of that turn (degrees) and its cost per radian^2 (a turn of 1 radian weighs like
+6 degrees beyond a range), so that the file's twist is kept unless the child cannot follow."""
+
+
+def _twist_for_child(G: np.ndarray, j: int, c: int, u_c: np.ndarray, bone: np.ndarray,
+                     w: np.ndarray) -> None:
+    """Turn joint ``j`` about its bone where its child ``c`` could not point at its own mapped
+    child within ``c``'s swing ranges, in place in ``G (N, 52, 3, 3)``.
+
+    The twist of a limb segment is what positions say least about and what files get wrong
+    most (a shin rolled by the solver, so that the foot, which points forwards, reads as turned
+    far sideways at the ankle). Where ``c``'s swing towards the direction ``w (N, 3)`` (world,
+    from ``c`` to its child; ``u_c (3,)`` that direction at rest, in ``c``'s frame) leaves its
+    ranges, the turn of ``j`` (within ``+-TWIST_SPAN_DEG``, about ``bone (3,)``, its rest bone
+    in its own frame, so that ``c`` stays where it is) that minimises the squared excess of
+    ``j`` and of ``c``'s swing, plus ``TWIST_COST`` per radian^2 of turn, is applied."""
+    p = PARENTS[j]
+
+    def cost(Gp, Gj, wk, phi):  # (K, 3, 3), (K, 3, 3), (K, 3), (K,) -> (K,)
+        Rj = np.swapaxes(Gp, -1, -2) @ Gj
+        t = _unit(np.einsum("kji,kj->ki", Gj, wk))  # the wanted direction in j's frame
+        Rc = _min_rotation(np.broadcast_to(u_c, t.shape), t)
+        return ((joint_excess(Rj, j) ** 2).sum(-1) + (joint_excess(Rc, c)[:, 1:] ** 2).sum(-1)
+                + TWIST_COST * phi ** 2)
+
+    base = cost(G[:, p], G[:, j], w, np.zeros(len(w)))
+    bad = np.nonzero(base > 1e-6)[0]
+    if not len(bad):
+        return
+    steps = np.deg2rad(np.arange(-TWIST_SPAN_DEG, TWIST_SPAN_DEG + 1e-9, TWIST_STEP_DEG))
+    K = len(steps)
+    axis = _unit(G[bad, j] @ bone)  # (B, 3) world
+    turn = Rotation.from_rotvec((axis[:, None] * steps[None, :, None]).reshape(-1, 3)).as_matrix()
+    Gj = turn.reshape(len(bad), K, 3, 3) @ G[bad, j][:, None]
+    c_all = cost(np.repeat(G[bad, p], K, axis=0), Gj.reshape(-1, 3, 3),
+                 np.repeat(w[bad], K, axis=0), np.tile(steps, len(bad))).reshape(len(bad), K)
+    best = np.argmin(c_all, 1)
+    better = c_all[np.arange(len(bad)), best] < base[bad]
+    G[bad[better], j] = Gj[np.nonzero(better)[0], best[better]]
 
 
 def _twist_to_hinge(G: np.ndarray, root: int, d1: np.ndarray, d2: np.ndarray) -> None:

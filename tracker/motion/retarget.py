@@ -38,7 +38,7 @@ import torch
 
 from tracker.body.joints import JOINT_NAMES, PARENTS
 from tracker.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from tracker.motion.align import align, rest_offsets, trusted_orientations
+from tracker.motion.align import _below, align, rest_offsets, trusted_orientations
 from tracker.motion.amass import NUM_BETAS
 from tracker.motion.bvh import Bvh
 from tracker.motion.ik import analytic_ik, joint_fk
@@ -76,9 +76,11 @@ class RetargetOptions:
     position error): it sets what positions leave open (twists, head, hands, feet)."""
     pose_prior: float = 3e-5
     """Weight of ``|R_local - I|^2`` per joint."""
-    limit_weight: float = 0.5
+    limit_weight: float = 2.0
     """Weight of the squared excess (radians^2) over the joint limits
-    (``tracker.motion.limits``)."""
+    (``tracker.motion.limits``): 10° beyond a range weighs like 25 mm of marker error, so the
+    refinement, which starts from a pose within the limits (``analytic_ik``), stays within a
+    few degrees of them even where the file's positions are no human pose."""
     offset_prior: float = 0.3
     """Weight of ``|offset|^2`` (m^2) of the joint-placement offsets of ``OFFSET_JOINTS``: a
     5 cm offset costs as much as 2.7 cm of marker error in every frame, so placements that
@@ -89,7 +91,12 @@ class RetargetOptions:
     floor: bool = True
     """Shift the motion vertically so the feet stand on z = 0."""
     clean: bool = True
-    """Interpolate glitches and cut at jumps (``tracker.motion.targets.repair_jumps``)."""
+    """Interpolate glitches and cut at jumps (``tracker.motion.targets.repair_jumps``), and cut
+    out stretches where the file's head or hand orientation is no human pose."""
+    max_gap_s: float = 0.3
+    """Longest stretch of such head or hand orientations left to the fit (seconds)."""
+    min_segment_s: float = 1.0
+    """Shortest piece of motion kept after cutting (seconds)."""
     threads: int | None = 1
     """Torch CPU threads during the fit (small batches: 1 is fastest on a busy machine)."""
 
@@ -249,6 +256,50 @@ def _alignment(tg: Targets, rest: np.ndarray) -> tuple[torch.Tensor, str, list[s
     return C, how, notes
 
 
+def _signal_joints(tg: Targets) -> list[int]:
+    """Columns of the mapped joints whose orientation comes from the file alone and is an
+    input signal of the tracker: the head (headset) and wrists (controllers) without two
+    mapped joints below them (finger bases, which orient the hand by their positions)."""
+    idx = {int(j): k for k, j in enumerate(tg.joints)}
+    out = []
+    for name in ("head", "left_wrist", "right_wrist"):
+        j = JOINT_NAMES.index(name)
+        if j in idx and tg.has_rot[idx[j]] and (name == "head" or len(_below(j, idx)) < 2):
+            out.append(idx[j])
+    return out
+
+
+def _cut_unreliable(tg: Targets, C: np.ndarray, opt: RetargetOptions) -> Targets:
+    """The targets without the stretches (longer than ``opt.max_gap_s``) in which the file's
+    head or hand orientation is no human pose (``tracker.motion.align.trusted_orientations``):
+    nothing says where the head or hand was there, and a guess would be a wrong headset or
+    controller signal. Shorter ones are left to the fit, which ignores those orientations
+    there. Unchanged when too little (``opt.min_segment_s``) would be left; the plausibility
+    report then refuses the clip."""
+    cols = _signal_joints(tg)
+    if not cols or not opt.clean:
+        return tg
+    ok = trusted_orientations(tg, C)[:, cols]
+    bad = ~ok.all(-1)
+    gap = max(1, int(round(opt.max_gap_s * tg.fps)))
+    cut = np.zeros_like(bad)
+    d = np.diff(np.r_[0, bad.astype(int), 0])
+    for a, b in zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0], strict=True):
+        if b - a > gap:
+            cut[a:b] = True
+    if not cut.any():
+        return tg
+    kept = tg.keep(~cut, int(round(opt.min_segment_s * tg.fps)))
+    if kept is None:
+        return tg
+    names = " and ".join(JOINT_NAMES[int(tg.joints[c])] for k, c in enumerate(cols)
+                         if not ok[cut, k].all())
+    kept.notes = list(tg.notes) + [
+        f"cut {len(tg.pos) - len(kept.pos)} frames where the file's {names} orientation is no "
+        f"human pose; {len(kept.segments)} segment(s) left"]
+    return kept
+
+
 def retarget(bvh: Bvh, body, mapping: Mapping | None = None,
              options: RetargetOptions | None = None) -> RetargetResult:
     """Fit SMPL+H pose, translation and a per-clip body shape to a BVH clip.
@@ -280,14 +331,16 @@ def _retarget(bvh: Bvh, body, mapping: Mapping | None, opt: RetargetOptions) -> 
     if body.dtype != torch.float64:
         body = copy.deepcopy(body).to(torch.float64)
     tg = bvh_targets(bvh, mapping, opt.fps, clean=opt.clean)
-    N, K = tg.pos.shape[0], body.num_betas
-    P, O = torch.as_tensor(tg.pos), torch.as_tensor(tg.rot)
+    K = body.num_betas
 
     # Shape: bone lengths, then jointly with the poses of a subset of frames.
     betas = _shape_from_bones(body, tg, K, opt.beta_prior * (0.01 if tg.exact else 1.0))
-    sub = np.unique(np.linspace(0, N - 1, min(N, opt.shape_frames)).round().astype(int))
     rest = body.rest_joints(betas[None])[0].detach().numpy()
     C, _, _ = _alignment(tg, rest)
+    tg = _cut_unreliable(tg, C.numpy(), opt)
+    N = tg.pos.shape[0]
+    P, O = torch.as_tensor(tg.pos), torch.as_tensor(tg.rot)
+    sub = np.unique(np.linspace(0, N - 1, min(N, opt.shape_frames)).round().astype(int))
     off0 = torch.zeros(len(tg.joints), 3, dtype=torch.float64)
     if tg.rest_pos is not None and not tg.exact:  # where each BVH joint sits on the body
         off0 = torch.as_tensor(rest_offsets(tg, rest, C.numpy()))

@@ -71,6 +71,23 @@ class Targets:
     def subset(self, idx) -> Targets:
         return replace(self, pos=self.pos[idx], rot=self.rot[idx])
 
+    def keep(self, frames: np.ndarray, min_len: int) -> Targets | None:
+        """The targets without the frames where ``frames (N,)`` is False: each segment is split
+        there, and pieces shorter than ``min_len`` frames are dropped too. None when nothing
+        is left."""
+        idx, segs = [], []
+        for a, b in self.segments:
+            f = np.r_[False, frames[a:b], False]
+            d = np.diff(f.astype(int))
+            for s, e in zip(np.nonzero(d == 1)[0] + a, np.nonzero(d == -1)[0] + a, strict=True):
+                if e - s >= min_len:
+                    segs.append((sum(len(i) for i in idx), sum(len(i) for i in idx) + e - s))
+                    idx.append(np.arange(s, e))
+        if not idx:
+            return None
+        idx = np.concatenate(idx)
+        return replace(self, pos=self.pos[idx], rot=self.rot[idx], segments=segs)
+
 
 def detect_up(pos: np.ndarray, joints: list[int]) -> str:
     """The file's up axis (``"+y"``, ``"-z"``...) from positions ``(N, M, 3)`` of SMPL+H

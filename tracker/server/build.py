@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -26,22 +27,40 @@ def set_threads(n: int | None) -> int:
     return n
 
 
-def build_engine(checkpoint=None, body_model=None, engine: str = "auto"):
-    """``(engine, model_info)``; errors become :class:`tracker.cli.UserError`."""
-    from engines.base import EngineError
+def build_engine(checkpoint=None, body_model=None, engine: str = "auto",
+                 background: bool = False, log=print):
+    """``(engine, model_info)``; errors become :class:`tracker.cli.UserError`.
+
+    ``background``: when the compiled engine asked for is not in the engine cache yet,
+    return the eager engine at once and put a started :class:`engines.background.
+    BackgroundBuild` in ``model_info["build"]`` (the caller polls it and switches).
+    """
+    from engines.base import CompiledEngine, EagerEngine, EngineError
     from engines.cache import sha256_file
-    from engines.registry import make_engine
+    from engines.registry import make_engine, resolve_engine_name
     from tracker.body import BodyModelError, load_body_model
     from tracker.errors import UserError
     from tracker.fitter.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_fitter
 
+    build = None
     try:
         body = load_body_model(body_model)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fitter = load_fitter(checkpoint, body)
         untrained = any("UNTRAINED" in str(w.message) for w in caught)
-        eng = make_engine(engine, fitter)
+        eng = None
+        if background:
+            from engines.background import BackgroundBuild
+
+            name = resolve_engine_name(engine)
+            later = make_engine(name, fitter, prepare=False)
+            if isinstance(later, CompiledEngine) and later.missing():
+                eng = EagerEngine(fitter)
+                build = BackgroundBuild(name, lambda: make_engine(name, fitter, prepare=False),
+                                        checkpoint, body_model, log=log).start()
+        if eng is None:
+            eng = make_engine(engine, fitter)
     except (BodyModelError, CheckpointError, EngineError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
@@ -52,22 +71,29 @@ def build_engine(checkpoint=None, body_model=None, engine: str = "auto"):
         "hidden": fitter.cfg.hidden, "layers": fitter.cfg.layers,
         "iterations": fitter.cfg.iterations,
     }
+    if build is not None:
+        info["build"] = build
     return eng, info
 
 
 def build_core(args, profiles=None):
     """A :class:`TrackerCore` from ``args`` (checkpoint, body_model, engine, visibility,
-    max_sessions, profiles); returns ``(core, model_info)``."""
+    max_sessions, profiles, build); returns ``(core, model_info)``, with ``model_info["build"]``
+    the background build of the compiled engine when one was started (see
+    :func:`build_engine`)."""
     from tracker.server.core import TrackerCore
     from tracker.server.profiles import StoreProfiles
 
-    eng, info = build_engine(args.checkpoint, args.body_model, args.engine)
+    eng, info = build_engine(args.checkpoint, args.body_model, args.engine,
+                             background=getattr(args, "build", "wait") == "background",
+                             log=lambda m: print(m, file=sys.stderr, flush=True))
     if profiles is None and getattr(args, "profiles", None):
         profiles = StoreProfiles(args.profiles, eng.fitter.body)
     rules = SessionRules(max_sessions=getattr(args, "max_sessions", 256),
                          max_sessions_per_client=getattr(args, "max_sessions_per_client", 16))
+    build = info.pop("build", None)  # not part of the status's model description
     core = TrackerCore(eng, args.visibility, profiles, rules, info)
-    return core, info
+    return core, (info if build is None else dict(info, build=build))
 
 
 def add_model_arguments(p, recorded: bool = False) -> None:

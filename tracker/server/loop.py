@@ -54,6 +54,7 @@ import msgpack
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from engines.background import BackgroundBuild
 from tracker.protocol import (
     DEFAULT_INGEST,
     DEFAULT_PUBLISH,
@@ -63,7 +64,7 @@ from tracker.protocol import (
     pose_topic,
     skeleton_topic,
 )
-from tracker.recording import INGEST, PROFILE, STATUS, TICK, RecordingWriter
+from tracker.recording import ENGINE, INGEST, PROFILE, STATUS, TICK, RecordingWriter
 from tracker.server import ingest
 from tracker.server.core import TickInput, TickOutput, TrackerCore
 from tracker.server.faults import FaultInjection, InjectedFault
@@ -97,6 +98,9 @@ class ServerConfig:
     """Where session events, periodic totals and errors go (``None``: a quiet log)."""
     faults: FaultInjection = FaultInjection()
     """Faults to commit on purpose (tests, ``TRACKER_SERVE_FAULTS``)."""
+    engine_build: BackgroundBuild | None = None
+    """A compiled engine being built in the background: polled between ticks, and the core
+    switches to it when it is ready (``engines.background``)."""
 
 
 class Server:
@@ -335,6 +339,7 @@ class Server:
     def _housekeeping(self, now: int) -> None:
         """About 10 times a second: silent sessions, log lines, recorder errors."""
         self._next_housekeeping = now + 100_000_000
+        self._switch_engine(now)
         with self.lock:
             self.core.check_silent(now)
         events = self.core.events
@@ -355,6 +360,23 @@ class Server:
                 live = len(self.core.table)
             self.log.periodic(now, live, c)
 
+    def _switch_engine(self, now: int) -> None:
+        """Between ticks: take the background-built engine when it is ready. Sessions keep
+        their state (every CPU engine carries the same ``FitState``); a recording notes the
+        switch so that a replay switches at the same tick."""
+        build = self.cfg.engine_build
+        if build is None:
+            return
+        engine = build.poll()
+        if engine is None:
+            return
+        with self.lock:
+            old, self.core.engine = self.core.engine.name, engine
+        rec = self.cfg.recorder
+        if rec is not None:
+            rec.write(ENGINE, now, msgpack.packb({"t": now, "engine": engine.name}))
+        self.log.info(f"engine {old} -> {engine.name} (sessions keep their state)")
+
     def status(self, now: int | None = None) -> dict:
         """The status message as :meth:`_send_status` builds it (also for the exit totals)."""
         now = self.clock() if now is None else now
@@ -366,6 +388,10 @@ class Server:
                      ingest=self.ingest_addr, publish=self.publish_addr,
                      recording=str(rec.path) if rec else None, recorder=recorder,
                      curve=self.cfg.keys is not None, ingest_errors=self.ingest_errors)
+        build = self.cfg.engine_build
+        if build is not None:
+            extra["engine_build"] = {"engine": build.name, "state": build.state,
+                                     "seconds": round(build.seconds, 1)}
         with self.lock:
             return self.core.status(now, extra)
 

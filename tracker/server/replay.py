@@ -20,7 +20,7 @@ import msgpack
 import numpy as np
 
 from tracker.protocol import decode_pose
-from tracker.recording import INGEST, POSE_PREFIX, PROFILE, TICK, read_recording
+from tracker.recording import ENGINE, INGEST, POSE_PREFIX, PROFILE, TICK, read_recording
 from tracker.server.core import TrackerCore
 from tracker.server.profiles import decode_profile
 from tracker.server.publish import finish_pose
@@ -36,10 +36,13 @@ class ReplayStats:
 
 
 def replay(path: str | Path, core: TrackerCore, on_pose=None, speed: float | None = None,
-           stop=None) -> ReplayStats:
+           stop=None, on_engine=None) -> ReplayStats:
     """Run a recording through ``core``.
 
     Args:
+        on_engine: ``callback(name: str) -> Engine | None`` where the live server switched
+            engines (``tracker/engine``); the engine it returns fits from then on (``None``
+            keeps the current one).
         on_pose: ``callback(msg: dict, payload: bytes, data: bytes)`` per published pose
             (``payload``: the frame it answers as the live ``frame/<session>`` echo, i.e.
             validated and re-encoded; ``data``: the packed message).
@@ -77,6 +80,10 @@ def replay(path: str | Path, core: TrackerCore, on_pose=None, speed: float | Non
                 _tick(core, m.log_time + 1, emit, stats)
         elif m.topic == TICK:
             _tick(core, msgpack.unpackb(m.data)["t"], emit, stats)
+        elif m.topic == ENGINE and on_engine is not None:
+            engine = on_engine(msgpack.unpackb(m.data)["engine"])
+            if engine is not None:
+                core.engine = engine
         elif m.topic == PROFILE and hasattr(core.profiles, "set"):
             core.profiles.set(*decode_profile(m.data))
         elif m.topic.startswith(POSE_PREFIX):

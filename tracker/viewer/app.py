@@ -9,9 +9,10 @@ as they arrive; frames drawn per second), and a legend in the bottom-left corner
 and shows it; it replaces Open3D's lighting toggle). The view follows the body's pelvis
 (drag to rotate, scroll to zoom; the floor grid moves under the body in whole 0.5 m cells).
 
-The window is redrawn only when something changed (a new pose, the camera, the text), and
-after a slow frame (software rendering) it waits as long as that frame took before taking the
-next pose: Open3D holds Python's lock while it renders, and the threads that receive (or, in
+Only the newest pose is turned into geometry (skinned), when it is drawn. The window is
+redrawn only when something changed (a new pose, the camera, the text), and after a slow
+frame (software rendering) it waits as long as that frame took before taking the next pose:
+Open3D holds Python's lock while it renders, and the threads that receive (or, in
 ``tracker replay --view``, fit) the poses need it too.
 
 Without a display it refuses at once (:func:`tracker.viewer.display_problem`), except with
@@ -276,12 +277,13 @@ def run_viewer(source, body, session: str | None = None, screenshot: str | None 
             params = vis.get_view_control().convert_to_pinhole_camera_parameters()
             cam = np.concatenate([params.extrinsic.ravel(),
                                   params.intrinsic.intrinsic_matrix.ravel()])
-            if camera is None or redraw or not np.array_equal(cam, camera):
+            moved = camera is None or not np.array_equal(cam, camera)
+            if moved:  # the legend stays in its corner, the text faces the camera
                 camera = cam
-                if view is not None:
-                    view.place_text()
                 key.place(params)
-                redraw = True
+            if (moved or redraw) and view is not None:
+                view.place_text()
+            redraw |= moved
             if redraw:
                 vis.update_renderer()
             if screenshot and (shown >= 3 or (shown > 0 and source_done(source))):

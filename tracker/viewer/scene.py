@@ -103,14 +103,15 @@ def wrist_axes(wrists, on, visible, size: float = 0.07) -> o3d.geometry.LineSet:
 
 def tip_markers(tips, on, visible, radius: float = 0.008) -> o3d.geometry.TriangleMesh:
     """Ten small spheres at the fingertips ``(2, 5, 3)``; grey where the hand is not used,
-    hidden (radius 0) where the device reported none."""
+    hidden (shrunk to a point: a zero radius leaves no normals, and Open3D then drew every tip
+    black) where the device reported none."""
     ball = o3d.geometry.TriangleMesh.create_sphere(1.0, resolution=6)
     bv, bf = np.asarray(ball.vertices), np.asarray(ball.triangles)
     verts, faces, cols = [], [], []
     for s in (0, 1):
         c = HAND_COLORS[s] if visible[s] else GREY
         for k in range(5):
-            verts.append(bv * (radius if on[s] else 1e-6) + tips[s, k])  # 0: no normals
+            verts.append(bv * (radius if on[s] else 1e-6) + tips[s, k])
             faces.append(bf + len(bv) * (5 * s + k))
             cols.append(np.broadcast_to(c, bv.shape))
     m = o3d.geometry.TriangleMesh(_v3(np.concatenate(verts)),

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 SUMMARY = "summary.json"
-RETARGET_VERSION = 2
+RETARGET_VERSION = 3
 """Bumped when the retargeting changes, so that clips converted before are redone."""
 
 
