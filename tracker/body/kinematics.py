@@ -18,6 +18,7 @@ unless vertices are asked for:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,21 +32,23 @@ from tracker.body.model_file import BodyModelData, read_model_file, to_smplx
 from tracker.geometry.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
 from tracker.geometry.transforms import make_transform
 
-_SMALL_MATMUL = "auto"
+# The form of small_matmul while tracing; a context variable, so a build in one thread (or
+# task) never changes how another traces or runs.
+_SMALL_MATMUL: contextvars.ContextVar[str] = contextvars.ContextVar("small_matmul",
+                                                                     default="auto")
 
 
 @contextlib.contextmanager
 def small_matmul_mode(mode: str):
     """Within the block, :func:`small_matmul` uses ``mode``: ``"auto"``, ``"matmul"`` or
     ``"broadcast"`` (engines pick the form their backend runs fastest while tracing)."""
-    global _SMALL_MATMUL
     if mode not in ("auto", "matmul", "broadcast"):
         raise ValueError(f"unknown small_matmul mode {mode!r}")
-    old, _SMALL_MATMUL = _SMALL_MATMUL, mode
+    token = _SMALL_MATMUL.set(mode)
     try:
         yield
     finally:
-        _SMALL_MATMUL = old
+        _SMALL_MATMUL.reset(token)
 
 
 def small_matmul(a: Tensor, b: Tensor) -> Tensor:
@@ -57,7 +60,7 @@ def small_matmul(a: Tensor, b: Tensor) -> Tensor:
     Runtime is the other way round (its MatMul beats Mul + ReduceSum), see
     :func:`small_matmul_mode`.
     """
-    mode = _SMALL_MATMUL
+    mode = _SMALL_MATMUL.get()
     if mode == "broadcast" or (mode == "auto" and torch.compiler.is_compiling()):
         return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
     return a @ b

@@ -47,7 +47,7 @@ def skeleton_message(body, session: str, betas: Tensor) -> dict:
 
     Numbers are packed as float32 like the pose message (:func:`encode_skeleton`)."""
     b = betas.detach().cpu().float().reshape(1, -1)
-    key = (id(body), b.numpy().tobytes())
+    key = (body.fingerprint, b.numpy().tobytes())
     rest = _REST.get(key)
     if rest is None:  # once per shape: sessions share profiles, and profiles rarely change
         if len(_REST) > 256:
