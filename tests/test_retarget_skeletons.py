@@ -190,19 +190,24 @@ def test_issue_skeleton_head_stays_upright(body, motion):
     assert res.plausibility["alignment"] == "rest"
 
 
+def _flip_head(motion, start: int, end: int | None = None) -> np.ndarray:
+    """The known poses ``(N, 52, 3)`` with the head turned backwards (160° about its up axis, a
+    flipped head joint) in frames ``start:end``."""
+    poses = np.array(motion["poses"], np.float64).reshape(-1, 52, 3)
+    turn = Rotation.from_euler("y", 160, degrees=True)
+    poses[start:end, 15] = (turn * Rotation.from_rotvec(poses[start:end, 15])).as_rotvec()
+    return poses
+
+
 def test_implausible_clip_is_refused_and_nothing_is_written(body, motion, tmp_path, capsys):
-    """A source whose head turns backwards a third of the way through (a flipped head joint)
-    cannot be retargeted plausibly, whichever way its joint frames are aligned: ``trainer
-    import-bvh`` refuses it with a reason, writes nothing and removes what an earlier run wrote
-    for it."""
+    """A source whose head turns backwards half a second in (a flipped head joint) leaves no
+    usable motion: nothing says where the head was. ``trainer import-bvh`` refuses it with a
+    reason, writes nothing and removes what an earlier run wrote for it."""
     import json
 
     from trainer.cli import main
 
-    poses = np.array(motion["poses"], np.float64).reshape(-1, 52, 3)
-    third = len(poses) // 3
-    turn = Rotation.from_euler("y", 160, degrees=True)
-    poses[third:, 15] = (turn * Rotation.from_rotvec(poses[third:, 15])).as_rotvec()
+    poses = _flip_head(motion, int(FPS // 2))
     text, _, mapping = make_clip(body, motion, "a_pose", poses=poses.reshape(-1, 156))
     src = tmp_path / "mocap"
     src.mkdir()
@@ -222,9 +227,58 @@ def test_implausible_clip_is_refused_and_nothing_is_written(body, motion, tmp_pa
     assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
     entry = json.loads((out / "summary.json").read_text())["clips"]["flipped"]
     assert "head" in entry["refused"] and "files" not in entry
-    assert entry["plausibility"]["head_facing_deg"]["p95"] > 90
+    assert entry["plausibility"]["ignored_orientations"]["head"] > 0.5
     totals = json.loads((out / "summary.json").read_text())["totals"]
     assert totals["refused"] == 1 and totals["clips"] == 0
+
+
+def test_flipped_stretch_of_the_head_is_cut_out(body, motion):
+    """A head joint flipped for the middle third of a clip: that stretch is cut out (the head's
+    orientation there is no human pose, and a guess would be a wrong headset signal), the rest
+    is kept with the head where the file has it, and the cut is noted."""
+    n = len(motion["poses"])
+    text, truth, mapping = make_clip(body, motion, "a_pose",
+                                     poses=_flip_head(motion, n // 3, 2 * n // 3).reshape(-1, 156))
+    res = retarget(parse_bvh(text), body, mapping_from_dict(mapping, "a_pose"),
+                   RetargetOptions(fps=FPS, floor=False))
+    assert res.refusal is None and not res.plausibility["limit_violations"]
+    assert len(res.segments) == 2 and abs(len(res.poses) - (n - n // 3)) <= 3
+    assert any("head orientation is no human pose" in note for note in res.notes)
+    assert res.plausibility["head_facing_deg"]["p95"] < 30
+    assert res.plausibility["end_error_deg"]["head"]["p95"] < 5
+
+
+def test_joint_limits_clamp_and_twist_hand_over():
+    """The projection into the ranges leaves rotations within them alone and removes all
+    excess; a wrist twisted beyond its range hands the excess to the elbow (forearm
+    pronation), keeping the hand's orientation and the wrist's position."""
+    from tracker.motion.ik import _pass_twist_to_elbow
+    from tracker.motion.limits import LIMITED, clamp_to_limits, joint_swing_twist, limit_excess
+
+    R = torch.as_tensor(Rotation.random(64 * 52, random_state=3).as_matrix()).reshape(64, 52,
+                                                                                    3, 3)
+    assert limit_excess(R).max() > 1.0
+    assert limit_excess(clamp_to_limits(R)).max() < 1e-9
+    small = torch.as_tensor(Rotation.from_rotvec(np.full((64 * 52, 3), 0.05)).as_matrix())
+    small = small.reshape(64, 52, 3, 3)
+    assert torch.equal(clamp_to_limits(small), small)
+    assert torch.equal(clamp_to_limits(R)[:, 0], R[:, 0])  # the pelvis has no limits
+    assert len(LIMITED) == 21
+
+    rest = np.zeros((52, 3))
+    rest[18], rest[19], rest[20], rest[21] = [0.3, 0, 0], [-0.3, 0, 0], [0.55, 0, 0], [-0.55, 0, 0]
+    G = np.broadcast_to(np.eye(3), (2, 52, 3, 3)).copy()
+    for w, sign in ((20, 1.0), (21, -1.0)):
+        G[:, w] = Rotation.from_euler("x", [[150.0], [-150.0]], degrees=True).as_matrix()
+        hand = G[:, w].copy()
+        _pass_twist_to_elbow(G, rest, w)
+        e = w - 2
+        wrist_twist = joint_swing_twist(np.swapaxes(G[:, e], -1, -2) @ G[:, w], w)[0][:, 0]
+        elbow_twist = joint_swing_twist(G[:, e], e)[0][:, 0]
+        assert np.allclose(np.rad2deg(wrist_twist), [100, -100], atol=1e-6), sign
+        assert np.allclose(np.rad2deg(elbow_twist), [50, -50], atol=1e-6)
+        assert np.allclose(G[:, w], hand)
+        assert np.allclose(G[:, e] @ (rest[w] - rest[e]), rest[w] - rest[e])
 
 
 def test_cmu_asf_profile_is_detected():

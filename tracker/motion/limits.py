@@ -18,6 +18,10 @@ splits a motion between neighbouring joints in ways that differ from anatomy (sp
 over two or three joints, forearm pronation between elbow and wrist), and retargeting adds a
 few degrees. They are meant to catch folds and flips (a neck bent by 150°, a knee bent
 sideways, a foot turned backwards), not to police unusual but possible motion.
+
+They are used three ways: :func:`clamp_to_limits` / :func:`clamp_joint` project a pose into
+the ranges (the retargeter's IK solves within them), :func:`limit_penalty` is a smooth loss,
+and :func:`violations` reports what is left.
 """
 
 from __future__ import annotations

@@ -11,14 +11,20 @@ The fit (per clip), robust to different skeletons, joint placements and rest pos
    the file's rest pose;
 2. joint-frame alignment (``tracker.motion.align``): per mapped joint a constant rotation
    ``C_j`` with ``G_j = O_j C_j``, from the rest pose once it is verified to be a standing
-   pose (T, A, arms down), else from the motion; never from position-only IK, whose twists
-   are arbitrary and which folds joints whose child sits elsewhere than on SMPL+H (a BVH
-   head 6 cm above a low neck turned the SMPL+H neck by 150°);
+   pose (T, A, arms down), else from the knee and elbow hinges or the motion; never from
+   position-only IK, whose twists are arbitrary and which folds joints whose child sits
+   elsewhere than on SMPL+H (a BVH head 6 cm above a low neck turned the SMPL+H neck by 150°).
+   File orientations that are no human pose relative to their parent are not followed in
+   those frames (``align.trusted_orientations``); stretches where that holds for the head
+   (or a hand without finger data) are cut out;
 3. body shape: betas from the skeleton's bone lengths, refined jointly with the poses of a
    subset of frames and the joint-placement offsets (initialised from the rest pose);
-4. analytic IK for every frame (each joint turned so that the rest directions to its next
-   mapped descendants point at their targets, Kabsch where there are several; twist, end
-   joints and joints whose child is placed too differently from ``O_j C_j``);
+4. analytic IK for every frame, within the human joint limits (``tracker.motion.ik``: each
+   joint turned so that the rest directions to its next mapped descendants' markers point at
+   their targets, Kabsch where there are several; twist, end joints and joints whose child
+   is placed too differently from ``O_j C_j``; then projected into its ranges, with a wrist's
+   excess twist handed to the elbow and limb twists turned to where bent knees and elbows
+   and their children can reach);
 5. refinement of all frames (Adam on rotation increments, in batches): weighted squared
    marker error + orientation term ``|G_j - O_j C_j|^2`` + human joint limits
    (``tracker.motion.limits``) + a small pose prior;

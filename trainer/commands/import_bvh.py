@@ -253,6 +253,9 @@ def plausibility_row(e: dict) -> str:
     worst = max(end.items(), key=lambda kv: kv[1]["median"], default=None)
     viol = ", ".join(f"{k} {v['max_deg']:.0f}° ({100 * v['frames']:.0f}%)"
                      for k, v in p.get("limit_violations", {}).items()) or "none"
+    ignored = ", ".join(f"{k} {100 * v:.0f}%" for k, v in p.get("ignored_orientations", {}).items()
+                        if v >= 0.01)
+    viol += f"; file orientation ignored: {ignored}" if ignored else ""
     status = f"refused: {e['refused']}" if "refused" in e else "ok"
     return (f"| {e['name']} | {e['error_mm']:.1f} / {e.get('marker_error_mm', 0):.1f} | "
             f"{p['head_up']['median']:+.2f} ({p['head_up']['p5']:+.2f}) | "
@@ -267,8 +270,8 @@ def print_plausibility(entries: list[dict]) -> None:
     if not rows:
         return
     print("| clip | error / marker mm | head up: median (p5) | head vs pelvis yaw °: median "
-          "(p95) | worst end joint ° vs source: median (p95) | limit violations | alignment "
-          "| status |")
+          "(p95) | worst end joint ° vs source: median (p95) | limit violations; file "
+          "orientations ignored | alignment | status |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for e in rows:
         print(plausibility_row(e))
