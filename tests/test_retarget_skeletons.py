@@ -190,24 +190,27 @@ def test_issue_skeleton_head_stays_upright(body, motion):
     assert res.plausibility["alignment"] == "rest"
 
 
-def _flip_head(motion, start: int, end: int | None = None) -> np.ndarray:
+def _flip_head(motion, frames) -> np.ndarray:
     """The known poses ``(N, 52, 3)`` with the head turned backwards (160° about its up axis, a
-    flipped head joint) in frames ``start:end``."""
+    flipped head joint) in ``frames`` (an index or mask)."""
     poses = np.array(motion["poses"], np.float64).reshape(-1, 52, 3)
     turn = Rotation.from_euler("y", 160, degrees=True)
-    poses[start:end, 15] = (turn * Rotation.from_rotvec(poses[start:end, 15])).as_rotvec()
+    poses[frames, 15] = (turn * Rotation.from_rotvec(poses[frames, 15])).as_rotvec()
     return poses
 
 
 def test_implausible_clip_is_refused_and_nothing_is_written(body, motion, tmp_path, capsys):
-    """A source whose head turns backwards half a second in (a flipped head joint) leaves no
-    usable motion: nothing says where the head was. ``trainer import-bvh`` refuses it with a
+    """A source whose head joint is flipped from half a second in to half a second before the
+    end cannot be retargeted plausibly, whichever way its joint frames are aligned (neither the
+    rest pose nor the clip's mean posture makes the head a human pose throughout), and cutting
+    the flipped stretch out leaves less than a second: ``trainer import-bvh`` refuses it with a
     reason, writes nothing and removes what an earlier run wrote for it."""
     import json
 
     from trainer.cli import main
 
-    poses = _flip_head(motion, int(FPS // 2))
+    half = int(FPS // 2)
+    poses = _flip_head(motion, slice(half, len(motion["poses"]) - half))
     text, _, mapping = make_clip(body, motion, "a_pose", poses=poses.reshape(-1, 156))
     src = tmp_path / "mocap"
     src.mkdir()
@@ -238,7 +241,8 @@ def test_flipped_stretch_of_the_head_is_cut_out(body, motion):
     is kept with the head where the file has it, and the cut is noted."""
     n = len(motion["poses"])
     text, truth, mapping = make_clip(body, motion, "a_pose",
-                                     poses=_flip_head(motion, n // 3, 2 * n // 3).reshape(-1, 156))
+                                     poses=_flip_head(motion, slice(n // 3, 2 * n // 3))
+                                     .reshape(-1, 156))
     res = retarget(parse_bvh(text), body, mapping_from_dict(mapping, "a_pose"),
                    RetargetOptions(fps=FPS, floor=False))
     assert res.refusal is None and not res.plausibility["limit_violations"]
@@ -246,6 +250,31 @@ def test_flipped_stretch_of_the_head_is_cut_out(body, motion):
     assert any("head orientation is no human pose" in note for note in res.notes)
     assert res.plausibility["head_facing_deg"]["p95"] < 30
     assert res.plausibility["end_error_deg"]["head"]["p95"] < 5
+
+
+def test_head_turned_for_the_whole_clip_is_realigned(body, motion):
+    """A file whose head joint is rolled by 180° about its forward axis in every frame (so in
+    one of the shared CMU salsa clips) moves correctly relative to that: the head is aligned
+    by its neutral mean instead of the rest pose, not refused."""
+    n = len(motion["poses"])
+    poses = np.array(motion["poses"], np.float64).reshape(-1, 52, 3)
+    roll = Rotation.from_euler("z", 180, degrees=True)
+    poses[:, 15] = (Rotation.from_rotvec(poses[:, 15]) * roll).as_rotvec()
+    text, _, mapping = make_clip(body, motion, "a_pose", poses=poses.reshape(-1, 156))
+    res = retarget(parse_bvh(text), body, mapping_from_dict(mapping, "a_pose"),
+                   RetargetOptions(fps=FPS, floor=False))
+    assert res.refusal is None and len(res.poses) == n
+    assert any("head frame is no human pose" in note for note in res.notes)
+    assert res.plausibility["head_up"]["median"] > 0.9
+    with torch.no_grad():  # the head against the motion without the roll
+        a = body.forward_axis_angle(torch.as_tensor(motion["poses"], dtype=torch.float32),
+                                    torch.as_tensor(motion["betas"])[None].expand(n, -1),
+                                    torch.as_tensor(motion["trans"]))
+        b = body.forward_axis_angle(torch.as_tensor(res.poses),
+                                    torch.as_tensor(res.betas)[None].expand(n, -1),
+                                    torch.as_tensor(res.trans))
+    e = _angles(a.rotations[:, 15], b.rotations[:, 15])
+    assert np.median(e) < 10.0, np.median(e)
 
 
 def test_joint_limits_clamp_and_twist_hand_over():

@@ -45,12 +45,12 @@ def draw(path: Path, fps: float, title: str, series: list[tuple[str, tuple, torc
     from PIL import Image, ImageDraw, ImageFont
 
     pw, ph = 560, 260
-    img = Image.new("RGB", (pw * 2, ph * 2 + 40), "white")
+    img = Image.new("RGB", (pw * 2, ph * 2 + 50), "white")
     d = ImageDraw.Draw(img)
     font, small = ImageFont.load_default(size=14), ImageFont.load_default(size=11)
     d.text((pw, 10), title, fill="black", font=font, anchor="mt")
     for p, (_, name) in enumerate(JOINTS):
-        x0, y0 = (p % 2) * pw, 40 + (p // 2) * ph
+        x0, y0 = (p % 2) * pw, 50 + (p // 2) * ph
         L, R, T, B = x0 + 55, x0 + pw - 15, y0 + 25, y0 + ph - 40
         vals = torch.cat([s[:, p] for _, _, s in series]) * 100
         lo, hi = 0.0, float(vals.max()) * 1.1 + 1.0  # heights: the floor at the bottom
@@ -71,11 +71,11 @@ def draw(path: Path, fps: float, title: str, series: list[tuple[str, tuple, torc
         for label_i, (_, col, s) in enumerate(series):
             pts = [(sx(i), sy(float(v) * 100)) for i, v in enumerate(s[:, p])]
             d.line(pts, fill=col, width=2 if label_i else 3)
-        for j, (label, col, _) in enumerate(series):  # legend
-            ly = T + 10 + 15 * j
-            d.rectangle((R - 190, ly - 7, R - 2, ly + 8), fill="white")
-            d.line((R - 185, ly, R - 165, ly), fill=col, width=2)
-            d.text((R - 160, ly), label, fill="black", font=small, anchor="lm")
+    x = pw - 130 * len(series) // 2  # one legend under the title, off the curves
+    for label, col, _ in series:
+        d.line((x, 32, x + 20, 32), fill=col, width=3)
+        d.text((x + 25, 32), label, fill="black", font=small, anchor="lm")
+        x += 40 + int(d.textlength(label, font=small))
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 

@@ -57,6 +57,14 @@ from tracker.motion.limits import LIMITED, joint_excess
 from tracker.motion.targets import Targets
 
 _IDX = {n: i for i, n in enumerate(JOINT_NAMES)}
+TRUST_TOL_DEG = 30.0
+"""A file orientation that puts its joint further than this beyond a human range relative to
+its aligned parent is not followed in that frame (:func:`trusted_orientations`)."""
+TURNED_SHARE = (0.9, 0.05)
+"""A rest-pose estimate that is no human pose in at least the first share of a clip's frames,
+where the neutral mean is in at most the second, is replaced by the neutral mean
+(:func:`_turned_frame`)."""
+_WRISTS = (_IDX["left_wrist"], _IDX["right_wrist"])
 HINGE_TOL_DEG = 20.0
 """Rest-pose alignment of a limb root further than this from its hinge alignment is replaced."""
 MIN_BEND_DEG = 10.0
@@ -286,6 +294,39 @@ def _toe_swing(C: np.ndarray, tg: Targets, rest: np.ndarray, j: int, sub: np.nda
     return _min_rotation(u[None], b[None])[0] @ C
 
 
+def _beyond(R: np.ndarray, j: int) -> np.ndarray:
+    """``(N,)`` whether local rotations ``R (N, 3, 3)`` of joint ``j`` are further than
+    ``TRUST_TOL_DEG`` beyond one of its ranges (a wrist's twist is not judged: the elbow takes
+    what the wrist cannot)."""
+    ex = joint_excess(R, j)
+    if j in _WRISTS:
+        ex[:, 0] = 0.0
+    return ex.max(-1) > np.deg2rad(TRUST_TOL_DEG)
+
+
+def _turned_frame(cand: np.ndarray, O: np.ndarray, k: int, j: int, idx, C: np.ndarray, a: int,
+                  tg: Targets, rest: np.ndarray, sub: np.ndarray) -> np.ndarray | None:
+    """The neutral-mean ``C`` of joint ``j`` if the rest-pose estimate ``cand`` makes its
+    local rotation no human pose (``_beyond``) in at least ``TURNED_SHARE[0]`` of the frames
+    and the neutral mean in at most ``TURNED_SHARE[1]``, else None: the file's joint frame is
+    turned by a constant for the whole clip (a Poser-style head rolled by 180° about its
+    forward axis, its motion relative to that intact), not flipped for a while. ``a``: the
+    mapped parent the neutral mean is taken against."""
+    p = PARENTS[j]
+    if j not in LIMITED or p not in idx or not tg.has_rot[idx[p]] or a < 0 or not tg.has_rot[
+            idx[a]]:
+        return None
+    parent = O[:, idx[p]] @ C[idx[p]]
+    if _beyond(np.swapaxes(parent, -1, -2) @ O[:, k] @ cand, j).mean() < TURNED_SHARE[0]:
+        return None
+    mean = _neutral_mean(O, k, O[:, idx[a]] @ C[idx[a]])
+    if j in (_IDX["left_ankle"], _IDX["right_ankle"]):
+        mean = _toe_swing(mean, tg, rest, j, sub)
+    if _beyond(np.swapaxes(parent, -1, -2) @ O[:, k] @ mean, j).mean() > TURNED_SHARE[1]:
+        return None
+    return mean
+
+
 # ------------------------------------------------------------------------------ together
 def _rest_candidates(tg: Targets, rest: np.ndarray, bad: dict[str, str], notes: list[str]
                      ) -> tuple[np.ndarray, dict[int, str]]:
@@ -346,6 +387,14 @@ def align(tg: Targets, rest: np.ndarray, max_frames: int = 400
         a = _mapped_parent(j, idx)
         if j == _IDX["head"] and a == _IDX["neck"]:  # rigs split neck and head bending
             a = _mapped_parent(a, idx)  # differently from SMPL+H: judge it by the torso
+        if cand is not None and src[j] != "hinge":
+            turned = _turned_frame(cand, O, k, j, idx, C, a, tg, rest, sub)
+            if turned is not None:
+                cand = turned
+                src[j] = "mean"
+                notes.append(f"the file's {JOINT_NAMES[j]} frame is no human pose in nearly every "
+                             "frame when aligned by the rest pose (turned for the whole clip): "
+                             "aligned by the neutral mean")
         if cand is not None:
             C[k] = cand
             used.add(src[j])
@@ -364,10 +413,6 @@ def align(tg: Targets, rest: np.ndarray, max_frames: int = 400
     return C, "+".join(o for o in order if o in used), notes
 
 
-TRUST_TOL_DEG = 30.0
-"""A file orientation that puts its joint further than this beyond a human range relative to
-its aligned parent is not followed in that frame (:func:`trusted_orientations`)."""
-_WRISTS = (_IDX["left_wrist"], _IDX["right_wrist"])
 
 
 def trusted_orientations(tg: Targets, C: np.ndarray) -> np.ndarray:
@@ -384,16 +429,12 @@ def trusted_orientations(tg: Targets, C: np.ndarray) -> np.ndarray:
     with orientations, are always followed. ``C (M, 3, 3)``."""
     idx = {int(j): k for k, j in enumerate(tg.joints)}
     ok = np.ones(tg.pos.shape[:2], bool)
-    tol = np.deg2rad(TRUST_TOL_DEG)
     for k, j in enumerate(int(j) for j in tg.joints):
         p = PARENTS[j]
         if j not in LIMITED or not tg.has_rot[k] or p not in idx or not tg.has_rot[idx[p]]:
             continue
         R = np.swapaxes(tg.rot[:, idx[p]] @ C[idx[p]], -1, -2) @ tg.rot[:, k] @ C[k]
-        ex = joint_excess(R, j)
-        if j in _WRISTS:
-            ex[:, 0] = 0.0
-        ok[:, k] = ex.max(-1) <= tol
+        ok[:, k] = ~_beyond(R, j)
     return ok
 
 
