@@ -83,8 +83,9 @@ def test_serves_at_once_and_switches_to_the_built_engine(tmp_path):
     assert engines[0] == "eager" and switched is not None, log
     assert "building" in builds and builds[-1] == "ready"
     assert "engine eager -> onnxruntime" in log
-    # sessions go on across the switch: one reset (the first frame), poses keep coming
-    assert [m["state"] for _, m in poses].count("reset") == 1
+    # sessions go on across the switch: no reset after the first pose (which the subscriber
+    # may miss while it connects), poses keep coming
+    assert "reset" not in [m["state"] for _, m in poses][1:]
     times = [t for t, _ in poses]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert max(gaps) < 0.5, f"a {max(gaps):.2f} s gap in the poses"
