@@ -55,6 +55,7 @@ class BackgroundBuild:
         self._nice = nice
         self.state = "building"
         self.error: str | None = None
+        self._reported = False
         self.started = time.monotonic()
         self._engine: Engine | None = None
         self._proc: subprocess.Popen | None = None
@@ -109,9 +110,9 @@ class BackgroundBuild:
             self.log(f"engines: switched to {self.name} after {self.seconds:.0f} s")
             engine, self._engine = self._engine, None
             return engine
-        if self.state == "failed" and self.error is not None:
+        if self.state == "failed" and not self._reported:
+            self._reported = True
             self.log(f"engines: {self.name} could not be built ({self.error}); staying on eager")
-            self.error, self.state = None, "failed"
         return None
 
     def stop(self) -> None:

@@ -229,6 +229,12 @@ class BodyModel(nn.Module):
             G = small_matmul(torch.index_select(G, 1, self._double_idx[s]), G)
         return G[:, :P, :3, :3], G[:, :P, :3, 3]
 
+    def posed_joints(self, rotmats: Tensor, betas: Tensor, transl: Tensor) -> Tensor:
+        """Joint positions ``(B, 52, 3)`` only (what :meth:`forward` returns as ``joints``,
+        without its skinning work) for ``rotmats (B, 52, 3, 3)``, ``betas (B, K')``,
+        ``transl (B, 3)``."""
+        return self._chain(rotmats, betas)[1] + transl[:, None]
+
     def forward(
         self,
         rotmats: Tensor,

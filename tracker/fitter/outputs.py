@@ -39,6 +39,6 @@ def wire_outputs(body: BodyModel, theta: Tensor, betas: Tensor,
     pose = matrix_to_axis_angle(R).reshape(B, 156)
     down = torch.stack([torch.zeros_like(floor), floor, torch.zeros_like(floor)], -1)
     transl = transl - down
-    joints = body.forward(R, betas, transl).joints.reshape(B, 156)
+    joints = body.posed_joints(R, betas, transl).reshape(B, 156)
     f32 = torch.float32
     return pose.to(f32), transl.to(f32), joints.to(f32)
