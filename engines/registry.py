@@ -105,7 +105,7 @@ def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path
                 return EagerEngine(fitter)
             engine = ENGINES[candidate](fitter, cache=cache, **options)
             if prepare and isinstance(engine, CompiledEngine):
-                engine.runner(engine._slot(1))
+                engine.warmup([1])  # fail here, not at the first tick
             return engine
         except Exception as exc:
             if requested != "auto":

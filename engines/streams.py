@@ -34,16 +34,23 @@ class Streams:
     def frames(self) -> int:
         return int(self.signals.head.shape[1])
 
-    def batch(self, t: int, state: FitState, reset: Tensor | None = None,
-              rows: slice | None = None) -> FitBatch:
-        """The :class:`FitBatch` of frame ``t`` (sessions ``rows``), with the carried state."""
+    def frame(self, t: int, rows: slice | None = None) -> tuple[HeadsetSignals, Tensor, Tensor]:
+        """Frame ``t`` of sessions ``rows`` (``B`` of them): ``(signals (B,), betas (B, K),
+        T_hmd (B, 4, 4))``, the inputs of ``tracker.stream.fit_tick``."""
         rows = rows if rows is not None else slice(None)
         sig = self.signals.map(lambda x: x[rows, t])
         B = sig.head.shape[0]
+        return sig, self.betas[rows], self.T_hmd.expand(B, 4, 4)
+
+    def batch(self, t: int, state: FitState, reset: Tensor | None = None,
+              rows: slice | None = None) -> FitBatch:
+        """The :class:`FitBatch` of frame ``t`` (sessions ``rows``), with the carried state
+        (engine tests; a stream of frames goes through ``tracker.stream.fit_tick``)."""
+        sig, betas, T_hmd = self.frame(t, rows)
+        B = sig.head.shape[0]
         if reset is None:
             reset = torch.full((B,), t == 0, dtype=torch.bool)
-        return FitBatch(sig, self.betas[rows], self.T_hmd.expand(B, 4, 4), state, reset,
-                        torch.full((B,), 1.0 / self.rate))
+        return FitBatch(sig, betas, T_hmd, state, reset, torch.full((B,), 1.0 / self.rate))
 
 
 def make_streams(body: BodyModel, sessions: int, frames: int, seed: int = 0,
@@ -75,18 +82,3 @@ def make_streams(body: BodyModel, sessions: int, frames: int, seed: int = 0,
     B = torch.stack([betas[s % motions] for s in range(sessions)])
     return Streams(signals, B, head_to_hmd(), rate)
 
-
-def run_stream(engine, streams: Streams, frames: int | None = None,
-               rows: slice | None = None) -> tuple[Tensor, Tensor]:
-    """Fit ``frames`` frames of sessions ``rows`` carrying state; ``(theta (T, S, 315),
-    residual (T, S))`` on the CPU."""
-    frames = frames or streams.frames
-    S = streams.betas[rows if rows is not None else slice(None)].shape[0]
-    state = engine.initial_state(S)
-    thetas, residuals = [], []
-    for t in range(frames):
-        res = engine.fit(streams.batch(t, state, rows=rows))
-        state = res.state
-        thetas.append(res.theta.cpu())
-        residuals.append(res.residual.cpu())
-    return torch.stack(thetas), torch.stack(residuals)

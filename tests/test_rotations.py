@@ -114,3 +114,27 @@ def test_pose7_transform_round_trip():
 def test_gradcheck_float64(fn, make):
     x = make().requires_grad_(True)
     assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6)
+
+
+def test_numpy_vector_helpers_against_scipy():
+    """``tracker.geometry.arrays``' IK helpers: SciPy's ``align_vectors`` is the oracle."""
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    from tracker.geometry.arrays import kabsch, min_rotation, unit
+
+    rng = np.random.default_rng(0)
+    a, b = unit(rng.normal(size=(6, 3))), unit(rng.normal(size=(6, 3)))
+    b[0] = -a[0]  # opposite vectors: a half turn
+    R = min_rotation(a, b)
+    assert np.allclose(np.einsum("nij,nj->ni", R, a), b, atol=1e-9)
+    assert np.allclose(np.linalg.det(R), 1.0)
+    for k in range(1, 6):  # the smallest rotation: its angle is the one between a and b
+        angle = np.linalg.norm(Rotation.from_matrix(R[k]).as_rotvec())
+        assert np.isclose(angle, np.arccos(np.clip(a[k] @ b[k], -1, 1)), atol=1e-9)
+    u = rng.normal(size=(5, 3))
+    w = rng.uniform(0.5, 2.0, size=5)
+    v = Rotation.random(random_state=1).apply(u) + 0.01 * rng.normal(size=(5, 3))
+    want, _ = Rotation.align_vectors(v, u, weights=w)
+    assert np.allclose(kabsch(u, v[None], w)[0], want.as_matrix(), atol=1e-9)
+    assert np.allclose(unit(np.zeros((2, 3))), 0.0)

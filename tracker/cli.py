@@ -55,7 +55,7 @@ def build_parser(prog: str, subcommands: dict, argv: list[str],
         if name == chosen:
             mod = importlib.import_module(module)
             mod.add_arguments(p)
-            p.set_defaults(_run=mod.run)
+            p.set_defaults(run_command=mod.run)
     return parser
 
 
@@ -64,7 +64,7 @@ def run_cli(prog: str, subcommands: dict, argv: list[str] | None = None,
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(prog, subcommands, argv, description).parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        return int(args.run_command(args) or 0)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

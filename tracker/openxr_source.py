@@ -162,14 +162,12 @@ def ns_to_timespec(ns: int):
 
 
 def allocate_joint_locations(count: int = HAND_JOINT_COUNT):
-    """An ``xr.HandJointLocationsEXT`` with room for ``count`` joints (the array is kept alive
-    on the returned object as ``_buffer``)."""
+    """An ``xr.HandJointLocationsEXT`` with room for ``count`` joints (the array lives as long
+    as the returned object: ctypes keeps what is stored into a pointer field)."""
     import xr
 
     buf = (xr.HandJointLocationEXT * count)()
-    locations = xr.HandJointLocationsEXT(joint_count=count, joint_locations=buf)
-    locations._buffer = buf  # ctypes keeps only a pointer: hold the memory here
-    return locations
+    return xr.HandJointLocationsEXT(joint_count=count, joint_locations=buf)
 
 
 def locate_hand_joints(hand_tracker, base_space, time_, locations=None, fn=None):

@@ -1,7 +1,34 @@
-"""Command-line options that several commands share, declared once (argparse, no imports)."""
+"""Command-line options that several commands share, declared once (argparse).
+
+The CLI layer: commands import this; the packages they drive never do.
+"""
 
 
 def add_body_model_argument(p, role: str = "") -> None:
     """``--body-model PATH``, the same for every command; ``role`` says what it is for."""
     p.add_argument("--body-model", default=None, metavar="PATH",
                    help=f"SMPL+H model file or folder{role} (default: the bundled open model)")
+
+
+def add_model_arguments(p, recorded: bool = False) -> None:
+    """--checkpoint, --body-model, --engine, --visibility, --threads.
+
+    ``recorded``: ``--engine`` and ``--visibility`` default to what a recording says (replay).
+    """
+    from tracker.server.build import default_threads
+
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="fitter checkpoint (default: the bundled model)")
+    add_body_model_argument(p)
+    p.add_argument("--engine", default=None if recorded else "auto", metavar="NAME",
+                   help="fit backend (engines/): auto = the best one that runs here, eager, "
+                        "cpu, onnxruntime, inductor, tensorrt, tensorrt-fp16 (default: "
+                        + ("as recorded" if recorded else "auto; compiled engines are built "
+                           "on first use and cached") + ")")
+    p.add_argument("--visibility", default=None if recorded else "device",
+                   choices=("device", "half-space"),
+                   help="which hands enter the fit: the device's tracked flag alone, or also "
+                        "only hands in front of the headset (the paper's FOV model) (default: "
+                        + ("as recorded" if recorded else "device") + ")")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=f"torch threads for the fit (default: cores - 1 = {default_threads()})")

@@ -94,23 +94,31 @@ class Frame:
     right: HandObservation | None
 
 
+_PLAIN_NUMBERS = frozenset((int, float))
+
+
 def _floats(msg: dict, key: str, n: int, where: str) -> np.ndarray:
+    # Plain Python checks: a frame has a few short arrays, where NumPy's per-call overhead
+    # would be most of the parse (and the parse is on every frame's way to its pose).
     v = msg.get(key)
     if not isinstance(v, list | tuple) or len(v) != n:
         raise Rejected("bad_type", f"{where}{key} must be an array of {n} numbers")
-    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v):
+    if not _PLAIN_NUMBERS.issuperset(map(type, v)) and not all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in v):
         raise Rejected("bad_type", f"{where}{key} must hold numbers only")
-    a = np.asarray(v, dtype=np.float64)
-    if not np.isfinite(a).all():
+    a = np.array(v, dtype=np.float64)
+    if not math.isfinite(sum(v)) and not np.isfinite(a).all():  # sum: inf/NaN, or huge
         raise Rejected("non_finite", f"{where}{key} holds NaN or infinity")
     return a
 
 
 def _pose(msg: dict, key: str, where: str = "") -> np.ndarray:
     p = _floats(msg, key, 7, where)
-    if np.abs(p[:3]).max() > MAX_ABS_POSITION_M:
+    x, y, z = p[:3].tolist()
+    if max(abs(x), abs(y), abs(z)) > MAX_ABS_POSITION_M:
         raise Rejected("out_of_range", f"{where}{key} position beyond ±{MAX_ABS_POSITION_M:g} m")
-    n = float(np.linalg.norm(p[3:]))
+    q = p[3:]
+    n = math.sqrt(q.dot(q))  # what np.linalg.norm computes for a vector, bit for bit
     if not QUAT_NORM_RANGE[0] <= n <= QUAT_NORM_RANGE[1]:
         raise Rejected("bad_quaternion", f"{where}{key} quaternion norm {n:.3g} outside [0.5, 2]")
     p[3:] /= n
@@ -131,9 +139,10 @@ def _hand(msg: dict, side: str) -> HandObservation | None:
     wrist = _pose(h, "wrist", f"{side}.")
     tips = None
     if h.get("tips") is not None:
-        tips = _floats(h, "tips", 15, f"{side}.").reshape(5, 3)
-        if np.abs(tips).max() > MAX_ABS_POSITION_M:
+        tips = _floats(h, "tips", 15, f"{side}.")
+        if max(map(abs, tips.tolist())) > MAX_ABS_POSITION_M:
             raise Rejected("out_of_range", f"{side}.tips beyond ±{MAX_ABS_POSITION_M:g} m")
+        tips = tips.reshape(5, 3)
     return HandObservation(wrist, tips, tracked)
 
 

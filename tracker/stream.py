@@ -1,9 +1,9 @@
 """A stream's state from frame to frame, and one tick of fits for a batch of streams.
 
-Live serving, replay, evaluation and the demo all fit streams the same way: each stream
-(session) carries a :class:`~engines.base.FitState` (Θ, the GRU state, the motion state) and
-the device time of its last fitted frame; a tick stacks the streams that have a frame, fits
-them with one ``engine.fit`` call, and writes each stream's new state back::
+Live serving, replay, evaluation, the demo and ``tracker bench`` all fit streams the same way:
+each stream (session) carries a :class:`~engines.base.FitState` (Θ, the GRU state, the motion
+state) and the device time of its last fitted frame; a tick stacks the streams that have a
+frame, fits them with one ``engine.fit`` call, and writes each stream's new state back::
 
     streams = [StreamState() for _ in sessions]
     res = fit_tick(engine, streams, signals, betas, T_hmd, t_ns=[...])   # once per tick
@@ -74,7 +74,8 @@ def fit_tick(engine: Engine, streams: Sequence[StreamState], signals: HeadsetSig
 
     Returns:
         ``(result, resets, fit_ns)``: the engine's result (on its device), which streams
-        started afresh at this frame, and how long the engine call took (ns).
+        started afresh at this frame, and how long the engine call took (ns; on a GPU until
+        its kernels finished).
     """
     B = len(streams)
     asked = [False] * B if reset is None else list(reset)
@@ -91,10 +92,15 @@ def fit_tick(engine: Engine, streams: Sequence[StreamState], signals: HeadsetSig
     dt = torch.tensor([DEFAULT_DT_S if r else s.dt_seconds(t)
                        for s, t, r in zip(streams, t_ns, resets, strict=True)])
     batch = FitBatch(signals, betas, T_hmd, state, torch.tensor(resets), dt, floor)
+    cuda = engine.device.type == "cuda"
     if engine.device.type != "cpu":
         batch = batch.to(engine.device)
+    if cuda:  # the copies above are not the fit's time ...
+        torch.cuda.synchronize(engine.device)
     t0 = time.perf_counter_ns()
     res = engine.fit(batch)
+    if cuda:  # ... and the kernels it queued are (the ``ok`` read below would wait anyway)
+        torch.cuda.synchronize(engine.device)
     fit_ns = time.perf_counter_ns() - t0
     ok = res.ok.tolist()
     for i, s in enumerate(streams):
@@ -115,17 +121,29 @@ def frames_to_signals(
     """
     B = len(frames)
     head, wrists, tips, tracked, tips_valid = stack_frames(frames)
-    # NumPy for the small per-tick batches (torch's per-op overhead dominates at B ~ 1-16)
+    # NumPy for the small per-tick batches (torch's per-op overhead dominates at B ~ 1-16):
+    # a live tick runs this between a frame's receipt and its pose, so every call counts.
     T = pose7_to_transform(np.concatenate([head[:, None], wrists], 1))  # (B, 3, 4, 4)
     if floor is not None:
         f = np.asarray(floor, dtype=np.float64).reshape(B)
         T[:, :, 1, 3] += f[:, None]
         tips[..., 1] += f[:, None, None]
-    T_head = torch.as_tensor(T[:, 0], dtype=dtype)
-    T_wr = torch.as_tensor(T[:, 1:], dtype=dtype)
-    tr = torch.as_tensor(tracked)
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    if np_dtype is None:  # a dtype NumPy lacks: through torch
+        T_head = torch.as_tensor(T[:, 0], dtype=dtype)
+        T_wr = torch.as_tensor(T[:, 1:], dtype=dtype)
+        tips_t = torch.as_tensor(tips, dtype=dtype)
+    else:  # the same rounding as torch's, one conversion per array
+        T_head = torch.from_numpy(T[:, 0].astype(np_dtype))
+        T_wr = torch.from_numpy(T[:, 1:].astype(np_dtype))
+        tips_t = torch.from_numpy(tips.astype(np_dtype, copy=False))
+    tr = torch.from_numpy(tracked)
+    visible = (torch.from_numpy(tracked.copy()) if mode == "device"  # = hand_visibility's
+               else hand_visibility(T_head, T_wr[..., :3, 3], tr, mode))
     return HeadsetSignals(
-        head=T_head, wrists=T_wr, tips=torch.as_tensor(tips, dtype=dtype), tracked=tr,
-        tips_valid=torch.as_tensor(tips_valid) & tr,
-        visible=hand_visibility(T_head, T_wr[..., :3, 3], tr, mode),
+        head=T_head, wrists=T_wr, tips=tips_t, tracked=tr,
+        tips_valid=torch.from_numpy(tips_valid & tracked), visible=visible,
     )
+
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}

@@ -29,6 +29,8 @@ from tracker.body.kinematics import load_body_model
 from tracker.fitter.canonical import heading_frame
 from tracker.fitter.checkpoint import (
     CheckpointError,
+    check_body,
+    load_weights,
     read_checkpoint,
     save_checkpoint,
 )
@@ -270,9 +272,7 @@ def _init_from(path: str, body, cfg: FitterConfig, log) -> NeuralFitter:
     end), so the fine-tune starts from exactly the checkpoint's fits.
     """
     blob = read_checkpoint(path)
-    if blob["body_fingerprint"] != body.fingerprint:
-        raise CheckpointError(f"{path}: trained for body model {blob['body_name']}, not "
-                              f"{body.data.name}")
+    check_body(blob, body, path, advice="--init needs a checkpoint of this body model")
     old_cfg = FitterConfig.from_dict(blob["config"])
     # the data-term weights and the joints the iterations leave to Φ are settings of the
     # fit, not learned: they come from ``cfg``
@@ -291,10 +291,7 @@ def _init_from(path: str, body, cfg: FitterConfig, log) -> NeuralFitter:
             padded[:, : w.shape[1]] = w
             weights[k] = padded
             grown.append(k)
-    missing, unexpected = fitter.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.startswith("body.") and k != "carry_logit"]
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not match the config ({missing or unexpected})")
+    load_weights(fitter, weights, path)
     if grown:
         log(f"widened the network input of {', '.join(grown)} (new columns zero)")
     if "carry_logit" not in blob["weights"]:
@@ -365,15 +362,13 @@ def train(cfg: TrainConfig, log=print) -> Path:
     last = out / "last.pt"
     if cfg.resume and last.is_file():
         blob = read_checkpoint(last)
-        if blob["body_fingerprint"] != body.fingerprint:
-            raise CheckpointError(f"{last}: made with body model {blob['body_name']}, not "
-                                  f"{body.data.name}; train into a new --out folder")
+        check_body(blob, body, last, advice="train into a new --out folder")
         if FitterConfig.from_dict(blob["config"]) != cfg.fitter:
             log("resume: using the architecture stored in the checkpoint")
             fitter = NeuralFitter(body, FitterConfig.from_dict(blob["config"])).to(d.device)
             opt = torch.optim.Adam(fitter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
-        fitter.load_state_dict(blob["weights"], strict=False)
+        load_weights(fitter, blob["weights"], last)
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         step, epoch = blob["meta"]["step"], blob["meta"]["epoch"]

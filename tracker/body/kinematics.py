@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,8 +312,7 @@ class BodyModel(nn.Module):
 
     def smplx_layer(self, num_betas: int | None = None):
         """The reference ``smplx.SMPLH`` layer for the same file (tests, tooling)."""
-        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a betas warning
-            return to_smplx(self.data, num_betas, dtype=self.dtype).to(self.j_template.device)
+        return to_smplx(self.data, num_betas, dtype=self.dtype).to(self.j_template.device)
 
 
 def load_body_model(

@@ -250,8 +250,9 @@ def read_model_file(path: str | Path | None = None, gender: str = "neutral") -> 
 def to_smplx(data: BodyModelData, num_betas: int | None = None, dtype=None):
     """The reference ``smplx.SMPLH`` layer for ``data`` (flat hand mean, no PCA, all betas).
 
-    smplx 0.1.28 keeps only 10 shape components of an SMPL+H model; the full ``shapedirs``
-    buffer is restored afterwards so that ``num_betas`` up to ``data.num_betas`` works.
+    smplx 0.1.28 keeps only 10 shape components of a model with fewer than its
+    ``SHAPE_SPACE_DIM`` (300); ``shapedirs`` is handed to it padded with zero components to
+    that many, so that ``num_betas`` up to ``data.num_betas`` works.
     AMASS's ``model.npz`` lacks the MANO hand PCA keys; they are filled with an identity
     basis and a zero mean (unused with ``use_pca=False, flat_hand_mean=True``).
     """
@@ -261,8 +262,13 @@ def to_smplx(data: BodyModelData, num_betas: int | None = None, dtype=None):
 
     dtype = dtype or torch.float32
     k = data.num_betas if num_betas is None else min(num_betas, data.num_betas)
+    dirs = data.shapedirs  # (V, 3, K)
+    space = smplx.SMPLH.SHAPE_SPACE_DIM
+    if dirs.shape[-1] < space:
+        dirs = np.concatenate([dirs, np.zeros((*dirs.shape[:2], space - dirs.shape[-1]),
+                                              dirs.dtype)], -1)
     struct = Struct(
-        v_template=data.v_template, f=data.faces, shapedirs=data.shapedirs,
+        v_template=data.v_template, f=data.faces, shapedirs=dirs,
         posedirs=data.posedirs, J_regressor=data.J_regressor, weights=data.weights,
         kintree_table=np.stack([np.where(data.parents < 0, 4294967295, data.parents),
                                 np.arange(NUM_JOINTS)]),
@@ -271,10 +277,8 @@ def to_smplx(data: BodyModelData, num_betas: int | None = None, dtype=None):
     )
     layer = smplx.SMPLH(
         model_path="", data_struct=struct, create_body_pose=True, use_pca=False,
-        flat_hand_mean=True, num_betas=min(k, 10), vertex_ids=data.vertex_ids, dtype=dtype,
+        flat_hand_mean=True, num_betas=k, vertex_ids=data.vertex_ids, dtype=dtype,
     )
-    if k > 10:
-        layer.shapedirs = torch.tensor(data.shapedirs[:, :, :k], dtype=dtype)
-        layer._num_betas = k
-        layer.betas = torch.nn.Parameter(torch.zeros(1, k, dtype=dtype))
+    if layer.num_betas != k:
+        raise ValueError(f"smplx kept {layer.num_betas} shape components, not {k}")
     return layer

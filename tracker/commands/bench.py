@@ -1,9 +1,11 @@
 """``tracker bench``: per-frame fit latency and throughput of each engine, eager in the same run.
 
 Every engine fits the same multi-session streams (procedural motions through the device
-noise model) frame by frame, carrying Θ and the hidden state like the server does. Engines
-are measured *interleaved*, in rounds (eager, A, B, eager, A, B, ...), so that a busy
-machine slows them alike; p50 / p99 are over every timed call of every round.
+noise model) frame by frame through the server's stream session (``tracker.stream.fit_tick``:
+each session carries its state and restarts when its motion does); the figures are the engine
+call's time, which ``fit_tick`` measures. Engines are measured *interleaved*, in rounds (eager,
+A, B, eager, A, B, ...), so that a busy machine slows them alike; p50 / p99 are over every
+timed call of every round.
 """
 
 from __future__ import annotations
@@ -92,26 +94,24 @@ def time_engines(engines: dict, streams, batches, seconds: float, rounds: int,
     import time
 
     import numpy as np
-    import torch
+
+    from tracker.stream import NS_PER_S, StreamState, fit_tick
 
     rows = []
     for B in batches:
         samples: dict[str, list[float]] = {name: [] for name in engines}
-        state = {name: e.initial_state(B) for name, e in engines.items()}
+        sessions = {name: [StreamState() for _ in range(B)] for name in engines}
         frame = dict.fromkeys(engines, 0)
-        sync = {name: (e.device.type == "cuda") for name, e in engines.items()}
 
-        def step(name, engine, B=B, state=state, frame=frame, sync=sync):
-            t = frame[name] % streams.frames
-            batch = streams.batch(t, state[name], rows=slice(0, B))
-            t0 = time.perf_counter()
-            res = engine.fit(batch)
-            if sync[name]:
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-            state[name] = res.state
+        def step(name, engine, B=B, sessions=sessions, frame=frame):
+            k = frame[name]
+            t = k % streams.frames  # the motions loop: each session restarts with them
+            sig, betas, T_hmd = streams.frame(t, rows=slice(0, B))
+            _, _, fit_ns = fit_tick(engine, sessions[name], sig, betas, T_hmd,
+                                    [round(k * NS_PER_S / streams.rate)] * B,
+                                    reset=[t == 0] * B)
             frame[name] += 1
-            return dt
+            return fit_ns / NS_PER_S
 
         for name, engine in engines.items():  # warm-up: builds, first-call allocations
             for _ in range(5):

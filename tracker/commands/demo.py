@@ -12,7 +12,7 @@ def add_arguments(p):
     p.add_argument("--seconds", type=float, default=10.0, help="length of the generated motion")
     p.add_argument("--rate", type=float, default=90.0, help="headset frame rate (Hz)")
     p.add_argument("--seed", type=int, default=0, help="motion and noise seed")
-    from tracker.server.build import add_model_arguments
+    from tracker.options import add_model_arguments
 
     add_model_arguments(p)  # the same model options, and defaults, as serve
 

@@ -18,7 +18,7 @@ def _speed(text: str) -> float | None:
 
 
 def add_arguments(p):
-    from tracker.server.build import add_model_arguments
+    from tracker.options import add_model_arguments
 
     p.add_argument("file", metavar="FILE", help="an MCAP recording (tracker serve --record)")
     p.add_argument("--speed", type=_speed, default=False, metavar="1|max",

@@ -14,7 +14,7 @@ from tracker.protocol import DEFAULT_INGEST, DEFAULT_PUBLISH
 
 
 def add_arguments(p):
-    from tracker.server.build import add_model_arguments
+    from tracker.options import add_model_arguments
 
     p.add_argument("--ingest", default=DEFAULT_INGEST, metavar="ADDR",
                    help=f"where devices send frames (bound SUB; default {DEFAULT_INGEST})")

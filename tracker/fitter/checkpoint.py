@@ -81,6 +81,30 @@ def read_checkpoint(path: str | Path) -> dict:
     return blob
 
 
+def check_body(blob: dict, body: BodyModel, path: str | Path,
+               advice: str = "use --body-model with the model it was trained for, or train a "
+                             "fitter for this model") -> None:
+    """Raise :class:`CheckpointError` unless checkpoint ``blob`` (:func:`read_checkpoint`, from
+    ``path``) was trained for ``body``; ``advice`` ends the message (what the user can do)."""
+    if blob["body_fingerprint"] != body.fingerprint:
+        raise CheckpointError(
+            f"{path}: trained for body model {blob['body_name']} "
+            f"(fingerprint {blob['body_fingerprint']}), not {body.data.name} "
+            f"(fingerprint {body.fingerprint}); {advice}"
+        )
+
+
+def load_weights(fitter: NeuralFitter, weights: dict, path: str | Path) -> None:
+    """Load a checkpoint's ``weights`` (from ``path``) into ``fitter``; raise
+    :class:`CheckpointError` when they do not match its config. The body buffers are the body
+    model's, and ``carry_logit`` may be absent (checkpoints from before the carry gate keep
+    ``config.carry``)."""
+    missing, unexpected = fitter.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith("body.") and k != "carry_logit"]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match the config ({missing or unexpected})")
+
+
 def load_fitter(
     checkpoint: str | Path | None = None,
     body: BodyModel | None = None,
@@ -97,17 +121,7 @@ def load_fitter(
         return NeuralFitter(body, FALLBACK_CONFIG).to(device).eval()
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     blob = read_checkpoint(path)
-    if blob["body_fingerprint"] != body.fingerprint:
-        raise CheckpointError(
-            f"{path}: trained for body model {blob['body_name']} "
-            f"(fingerprint {blob['body_fingerprint']}), but the tracker loaded "
-            f"{body.data.name} (fingerprint {body.fingerprint}); use --body-model with the "
-            "model it was trained for, or train a fitter for this model"
-        )
+    check_body(blob, body, path)
     fitter = NeuralFitter(body, FitterConfig.from_dict(blob["config"]))
-    missing, unexpected = fitter.load_state_dict(blob["weights"], strict=False)
-    # carry_logit: absent from checkpoints written before the gate; kept at config.carry (1.0)
-    missing = [k for k in missing if not k.startswith("body.") and k != "carry_logit"]
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not match the config ({missing or unexpected})")
+    load_weights(fitter, blob["weights"], path)
     return fitter.to(device).eval()

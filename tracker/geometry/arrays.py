@@ -4,16 +4,17 @@ For the batch sizes of a live tick (1-16 sessions) torch's per-operation overhea
 these compute the same quantities as ``tracker.geometry.rotations`` and
 ``tracker.geometry.transforms`` in float64 NumPy (``tests/test_protocol.py`` checks them
 against the torch versions; SciPy is the oracle of the torch ones). Quaternions are
-``x y z w``; any leading batch shape.
+``x y z w``; any leading batch shape. Also the vector helpers of the retargeter's IK
+(``tracker.motion``): :func:`unit`, :func:`min_rotation`, :func:`kabsch`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["axis_angle_to_matrix", "matrix_to_axis_angle", "matrix_to_quaternion",
-           "pose7_to_transform", "quaternion_multiply", "quaternion_to_matrix",
-           "rot6d_to_matrix"]
+__all__ = ["axis_angle_to_matrix", "kabsch", "matrix_to_axis_angle", "matrix_to_quaternion",
+           "min_rotation", "pose7_to_transform", "quaternion_multiply", "quaternion_to_matrix",
+           "rot6d_to_matrix", "unit"]
 
 
 def rot6d_to_matrix(d6: np.ndarray) -> np.ndarray:
@@ -55,15 +56,32 @@ def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
     return out.reshape(*shape, 3)
 
 
+# quaternion_to_matrix: the row-major 3 x 3 entries as ``(P_a + s P_b) * 2 * sign`` (plus 1 on
+# the diagonal) with ``P = q q^T`` flattened (x y z w = 0 1 2 3: xx 0, xy 1, xz 2, yy 5, yz 6,
+# zz 10, wx 12, wy 13, wz 14), e.g. R00 = 1 - 2 (yy + zz), R01 = 2 (xy - wz).
+_QM_A = np.array([5, 1, 2, 1, 0, 6, 2, 6, 0])  # yy xy xz | xy xx yz | xz yz xx
+_QM_B = np.array([10, 14, 13, 14, 10, 12, 13, 12, 5])  # zz wz wy | wz zz wx | wy wx yy
+_QM_S = np.array([1.0, -1.0, 1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 1.0])
+_QM_SIGN = np.array([-1.0, 1.0, 1.0, 1.0, -1.0, 1.0, 1.0, 1.0, -1.0])
+
+
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
-    """``x y z w`` quaternions ``(..., 4)`` (normalised here) -> ``(..., 3, 3)``."""
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    x, y, z, w = np.moveaxis(q, -1, 0)
-    return np.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], axis=-1).reshape(*q.shape[:-1], 3, 3)
+    """``x y z w`` quaternions ``(..., 4)`` (normalised here) -> ``(..., 3, 3)``.
+
+    ``R00 = 1 - 2 (y^2 + z^2)``, ``R01 = 2 (x y - w z)``, ... computed as a few whole-array
+    operations (gathers of the products ``q_a q_b``) rather than one per entry: a live tick
+    converts 3 poses per session, where NumPy's per-call overhead is the cost. The result is
+    bit for bit that of the entry-by-entry formulas (``tests/test_protocol.py``): the same
+    products, sums and scalings (``a - b`` is ``a + (-1) b``, ``1 - t`` is ``1 + (-t)``).
+    """
+    q = np.asarray(q)
+    if q.dtype.kind not in "fc":
+        q = q.astype(np.float64)
+    q = q / np.sqrt(np.add.reduce(q * q, axis=-1, keepdims=True))  # as np.linalg.norm does
+    qq = (q[..., :, None] * q[..., None, :]).reshape(*q.shape[:-1], 16)
+    R = (qq[..., _QM_A] + qq[..., _QM_B] * _QM_S) * 2.0 * _QM_SIGN
+    R[..., 0::4] += 1.0
+    return R.reshape(*q.shape[:-1], 3, 3)
 
 
 def pose7_to_transform(p: np.ndarray) -> np.ndarray:
@@ -132,3 +150,34 @@ def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         aw * bz + ax * by - ay * bx + az * bw,
         aw * bw - ax * bx - ay * by - az * bz,
     ], -1)
+
+
+def min_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Smallest rotations ``(N, 3, 3)`` taking unit vectors ``a`` to ``b`` ``(N, 3)``."""
+    v, c = np.cross(a, b), np.sum(a * b, -1)
+    K = np.zeros((len(a), 3, 3))
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -v[:, 2], v[:, 1], -v[:, 0]
+    K = K - K.transpose(0, 2, 1)
+    R = np.eye(3) + K + (K @ K) / np.maximum(1 + c, 1e-9)[:, None, None]
+    flip = 1 + c < 1e-6  # opposite: half turn about any axis perpendicular to a
+    if flip.any():
+        perp = np.cross(a[flip], np.where(np.abs(a[flip, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
+        perp /= np.linalg.norm(perp, axis=-1, keepdims=True)
+        R[flip] = 2 * perp[:, :, None] * perp[:, None, :] - np.eye(3)
+    return R
+
+
+def kabsch(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Rotations ``(N, 3, 3)`` best taking ``u (K, 3)`` (or ``(N, K, 3)``) to ``v (N, K, 3)``
+    with weights ``w (K,)`` (Kabsch: least squares, no reflection)."""
+    H = np.einsum("k,nki,nkj->nij", w, v, np.broadcast_to(u, v.shape))
+    U, _, Vt = np.linalg.svd(H)
+    d = np.sign(np.linalg.det(U @ Vt))
+    D = np.broadcast_to(np.eye(3), H.shape).copy()
+    D[:, 2, 2] = d
+    return U @ D @ Vt
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Vectors ``(..., 3)`` scaled to length 1 (zero vectors stay about zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)

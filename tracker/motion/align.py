@@ -52,7 +52,8 @@ from __future__ import annotations
 import numpy as np
 
 from tracker.body.joints import JOINT_NAMES, PARENTS
-from tracker.motion.ik import _kabsch, _min_rotation, _unit, analytic_ik
+from tracker.geometry.arrays import kabsch, min_rotation, unit
+from tracker.motion.ik import analytic_ik
 from tracker.motion.limits import LIMITED, joint_excess
 from tracker.motion.targets import Targets
 
@@ -101,7 +102,7 @@ def _procrustes(M: np.ndarray) -> np.ndarray:
 
 def _angle(a: np.ndarray, b: np.ndarray) -> float:
     """Degrees between vectors ``(3,)``."""
-    return float(np.degrees(np.arccos(np.clip(np.dot(_unit(a), _unit(b)), -1, 1))))
+    return float(np.degrees(np.arccos(np.clip(np.dot(unit(a), unit(b)), -1, 1))))
 
 
 def _rot_angle(Ra: np.ndarray, Rb: np.ndarray) -> float:
@@ -136,7 +137,7 @@ def body_frame(tg: Targets, rest: np.ndarray) -> np.ndarray:
         return _rest_ik(tg, rest)[0]
     u = rest[S] - rest[S].mean(0)
     v = tg.rest_pos[[idx[j] for j in S]]
-    return _kabsch(u, (v - v.mean(0))[None], np.ones(len(S)))[0]
+    return kabsch(u, (v - v.mean(0))[None], np.ones(len(S)))[0]
 
 
 def rest_problems(tg: Targets, rest: np.ndarray) -> dict[str, str]:
@@ -162,7 +163,7 @@ def rest_problems(tg: Targets, rest: np.ndarray) -> dict[str, str]:
         pair = bone(root, end) or bone(root, mid)
         if pair is None:
             continue
-        d = B.T @ _unit(pair[0])  # in the body frame: x left, y up, z forward
+        d = B.T @ unit(pair[0])  # in the body frame: x left, y up, z forward
         if "leg" in name and _angle(*pair) > 45.0:
             out[name] = f"{_angle(*pair):.0f}° from standing"
         elif "arm" in name and (abs(d[2]) > 0.5 or d[1] > 0.5):
@@ -189,7 +190,7 @@ def rest_globals(tg: Targets, rest: np.ndarray) -> np.ndarray:
             if pair is not None:
                 a, b = pair
                 v = tg.rest_pos[idx[b]] - tg.rest_pos[idx[a]]
-                G[j] = _min_rotation(_unit(B @ (rest[b] - rest[a]))[None], _unit(v)[None])[0] @ B
+                G[j] = min_rotation(unit(B @ (rest[b] - rest[a]))[None], unit(v)[None])[0] @ B
         if root in (_IDX["left_shoulder"], _IDX["right_shoulder"]):
             G[end] = G[mid]  # the hand in line with the forearm
     return G
@@ -215,7 +216,7 @@ def hinge_alignment(tg: Targets, rest: np.ndarray, limb: dict) -> dict[int, np.n
             tg.has_rot[idx[root]] and tg.has_rot[idx[mid]]):
         return None
     P = tg.pos
-    t1, t2 = _unit(P[:, idx[mid]] - P[:, idx[root]]), _unit(P[:, idx[end]] - P[:, idx[mid]])
+    t1, t2 = unit(P[:, idx[mid]] - P[:, idx[root]]), unit(P[:, idx[end]] - P[:, idx[mid]])
     bent = np.sum(t1 * t2, -1) < np.cos(np.deg2rad(MIN_BEND_DEG))
     n = np.cross(t1[bent], t2[bent])  # length: sine of the bend (the weight of the frame)
     if bent.sum() < 10 or np.linalg.norm(n, axis=-1).sum() < MIN_EVIDENCE:
@@ -223,10 +224,10 @@ def hinge_alignment(tg: Targets, rest: np.ndarray, limb: dict) -> dict[int, np.n
     out = {}
     for j, b in ((root, mid), (mid, end)):
         O = tg.rot[:, idx[j]]
-        axis = _unit(np.einsum("nji,nj->i", O[bent], n))
-        bone = _unit(np.einsum("nji,nj->i", O, _unit(P[:, idx[b]] - P[:, idx[j]])))
-        u = np.stack([_unit(rest[b] - rest[j]), limb["hinge"]])
-        out[j] = _kabsch(u, np.stack([bone, axis])[None], np.array([2.0, 1.0]))[0]
+        axis = unit(np.einsum("nji,nj->i", O[bent], n))
+        bone = unit(np.einsum("nji,nj->i", O, unit(P[:, idx[b]] - P[:, idx[j]])))
+        u = np.stack([unit(rest[b] - rest[j]), limb["hinge"]])
+        out[j] = kabsch(u, np.stack([bone, axis])[None], np.array([2.0, 1.0]))[0]
     return out
 
 
@@ -242,7 +243,7 @@ def _hinge_chain(G: np.ndarray, tg: Targets, rest: np.ndarray, limb: dict,
     G[end] = G[mid]
     if end in idx and tip in idx and tip < 22:
         v = G[mid].T @ (tg.rest_pos[idx[tip]] - tg.rest_pos[idx[end]])
-        G[end] = G[mid] @ _min_rotation(_unit(rest[tip] - rest[end])[None], _unit(v)[None])[0]
+        G[end] = G[mid] @ min_rotation(unit(rest[tip] - rest[end])[None], unit(v)[None])[0]
     if tip < 22:
         G[tip] = G[end]
 
@@ -257,11 +258,11 @@ def _ik_globals(tg: Targets, rest: np.ndarray, sub: np.ndarray) -> np.ndarray:
     return G
 
 
-def _below(j: int, mapped) -> list[int]:
+def mapped_below(j: int, mapped) -> list[int]:
     """The nearest mapped joints below SMPL+H joint ``j``."""
     out = []
     for c in (c for c in range(52) if PARENTS[c] == j):
-        out += [c] if c in mapped else _below(c, mapped)
+        out += [c] if c in mapped else mapped_below(c, mapped)
     return out
 
 
@@ -289,9 +290,9 @@ def _toe_swing(C: np.ndarray, tg: Targets, rest: np.ndarray, j: int, sub: np.nda
     if toe not in idx:
         return C
     d = tg.pos[sub, idx[toe]] - tg.pos[sub, idx[j]]
-    b = _unit(np.einsum("nji,nj->i", tg.rot[sub, idx[j]], _unit(d)))
-    u = _unit(C @ _unit(rest[toe] - rest[j]))
-    return _min_rotation(u[None], b[None])[0] @ C
+    b = unit(np.einsum("nji,nj->i", tg.rot[sub, idx[j]], unit(d)))
+    u = unit(C @ unit(rest[toe] - rest[j]))
+    return min_rotation(u[None], b[None])[0] @ C
 
 
 def _beyond(R: np.ndarray, j: int) -> np.ndarray:
@@ -382,7 +383,7 @@ def align(tg: Targets, rest: np.ndarray, max_frames: int = 400
     used = set()
     for k, j in enumerate(int(j) for j in tg.joints):
         cand = tg.rest_rot[k].T @ G_rest[j] if j in src else None
-        if j in (_IDX["left_wrist"], _IDX["right_wrist"]) and len(_below(j, idx)) >= 2:
+        if j in (_IDX["left_wrist"], _IDX["right_wrist"]) and len(mapped_below(j, idx)) >= 2:
             cand = None  # mapped finger bases: positions give the hand's orientation
         a = _mapped_parent(j, idx)
         if j == _IDX["head"] and a == _IDX["neck"]:  # rigs split neck and head bending
@@ -399,7 +400,7 @@ def align(tg: Targets, rest: np.ndarray, max_frames: int = 400
             C[k] = cand
             used.add(src[j])
         elif (a >= 0 and tg.has_rot[idx[a]] and j not in LONG_BONES
-              and len(_below(j, idx)) < 2):
+              and len(mapped_below(j, idx)) < 2):
             C[k] = _neutral_mean(O, k, O[:, idx[a]] @ C[idx[a]])
             if j in (_IDX["left_ankle"], _IDX["right_ankle"]):
                 C[k] = _toe_swing(C[k], tg, rest, j, sub)

@@ -11,37 +11,9 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from tracker.body.joints import PARENTS, depth_levels
+from tracker.geometry.arrays import kabsch, min_rotation, unit
 from tracker.motion.limits import clamp_joint, joint_excess, joint_swing_twist
 from tracker.motion.targets import Targets
-
-
-def _min_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotations ``(N, 3, 3)`` taking unit vectors ``a`` to ``b`` ``(N, 3)``."""
-    v, c = np.cross(a, b), np.sum(a * b, -1)
-    K = np.zeros((len(a), 3, 3))
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -v[:, 2], v[:, 1], -v[:, 0]
-    K = K - K.transpose(0, 2, 1)
-    R = np.eye(3) + K + (K @ K) / np.maximum(1 + c, 1e-9)[:, None, None]
-    flip = 1 + c < 1e-6  # opposite: half turn about any axis perpendicular to a
-    if flip.any():
-        perp = np.cross(a[flip], np.where(np.abs(a[flip, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
-        perp /= np.linalg.norm(perp, axis=-1, keepdims=True)
-        R[flip] = 2 * perp[:, :, None] * perp[:, None, :] - np.eye(3)
-    return R
-
-
-def _kabsch(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Rotations ``(N, 3, 3)`` best taking ``u (K, 3)`` (or ``(N, K, 3)``) to ``v (N, K, 3)``."""
-    H = np.einsum("k,nki,nkj->nij", w, v, np.broadcast_to(u, v.shape))
-    U, _, Vt = np.linalg.svd(H)
-    d = np.sign(np.linalg.det(U @ Vt))
-    D = np.broadcast_to(np.eye(3), H.shape).copy()
-    D[:, 2, 2] = d
-    return U @ D @ Vt
-
-
-def _unit(x):
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
 
 
 def _twist_towards(G: np.ndarray, v: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -115,7 +87,7 @@ def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = N
     u = m - m.mean(0)
     v = P[:, [idx[s] for s in S]]
     w = tg.weights[[idx[s] for s in S]]
-    G[:, 0] = _kabsch(u, v - v.mean(1, keepdims=True), w)
+    G[:, 0] = kabsch(u, v - v.mean(1, keepdims=True), w)
     x[:, 0] = v.mean(1) - G[:, 0] @ (m.mean(0) - rest[0])
     for j in range(1, 52):
         p = PARENTS[j]
@@ -124,10 +96,10 @@ def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = N
         if not D:
             G[:, j] = G[:, p] if T is None else np.where(ok[:, None, None], T, G[:, p])
         else:
-            u = _unit(aim(j, D))
-            v = _unit(P[:, [idx[d] for d in D]] - x[:, j, None])
+            u = unit(aim(j, D))
+            v = unit(P[:, [idx[d] for d in D]] - x[:, j, None])
             if len(D) == 1:
-                G[:, j] = _min_rotation(_unit(G[:, p] @ u[0]), v[:, 0]) @ G[:, p]
+                G[:, j] = min_rotation(unit(G[:, p] @ u[0]), v[:, 0]) @ G[:, p]
                 if T is not None:
                     G[ok, j] = _twist_towards(G[ok, j], v[ok, 0], T[ok])
                     far = np.sum((T @ u[0]) * v[:, 0], -1) < np.cos(np.deg2rad(max_dev_deg))
@@ -139,10 +111,10 @@ def analytic_ik(rest: np.ndarray, tg: Targets, target_rot: np.ndarray | None = N
                 if limits and j in TWIST_FOR_CHILD and PARENTS[c] == j and len(firsts(c)) == 1:
                     g = firsts(c)[0]
                     xc = x[:, j] + G[:, j] @ (rest[c] - rest[j])
-                    _twist_for_child(G, j, c, _unit(aim(c, [g])[0]),
-                                     _unit(rest[c] - rest[j]), _unit(P[:, idx[g]] - xc))
+                    _twist_for_child(G, j, c, unit(aim(c, [g])[0]),
+                                     unit(rest[c] - rest[j]), unit(P[:, idx[g]] - xc))
             else:
-                G[:, j] = _kabsch(u, v, tg.weights[[idx[d] for d in D]])
+                G[:, j] = kabsch(u, v, tg.weights[[idx[d] for d in D]])
         if limits:
             if j in _WRISTS:
                 _pass_twist_to_elbow(G, rest, j)
@@ -187,8 +159,8 @@ def _twist_for_child(G: np.ndarray, j: int, c: int, u_c: np.ndarray, bone: np.nd
 
     def cost(Gp, Gj, wk, phi):  # (K, 3, 3), (K, 3, 3), (K, 3), (K,) -> (K,)
         Rj = np.swapaxes(Gp, -1, -2) @ Gj
-        t = _unit(np.einsum("kji,kj->ki", Gj, wk))  # the wanted direction in j's frame
-        Rc = _min_rotation(np.broadcast_to(u_c, t.shape), t)
+        t = unit(np.einsum("kji,kj->ki", Gj, wk))  # the wanted direction in j's frame
+        Rc = min_rotation(np.broadcast_to(u_c, t.shape), t)
         return ((joint_excess(Rj, j) ** 2).sum(-1) + (joint_excess(Rc, c)[:, 1:] ** 2).sum(-1)
                 + TWIST_COST * phi ** 2)
 
@@ -198,7 +170,7 @@ def _twist_for_child(G: np.ndarray, j: int, c: int, u_c: np.ndarray, bone: np.nd
         return
     steps = np.deg2rad(np.arange(-TWIST_SPAN_DEG, TWIST_SPAN_DEG + 1e-9, TWIST_STEP_DEG))
     K = len(steps)
-    axis = _unit(G[bad, j] @ bone)  # (B, 3) world
+    axis = unit(G[bad, j] @ bone)  # (B, 3) world
     turn = Rotation.from_rotvec((axis[:, None] * steps[None, :, None]).reshape(-1, 3)).as_matrix()
     Gj = turn.reshape(len(bad), K, 3, 3) @ G[bad, j][:, None]
     c_all = cost(np.repeat(G[bad, p], K, axis=0), Gj.reshape(-1, 3, 3),
@@ -217,7 +189,7 @@ def _twist_to_hinge(G: np.ndarray, root: int, d1: np.ndarray, d2: np.ndarray) ->
     twist, and a twist taken from a file orientation that disagrees would bend the knee
     sideways (or, within the limits, miss the ankle)."""
     hinge, _, axis = HINGES[root]
-    n = np.cross(d1, _unit(d2))
+    n = np.cross(d1, unit(d2))
     s = np.linalg.norm(n, axis=-1)
     lo, hi = np.sin(np.deg2rad(HINGE_BEND_DEG))
     acute = np.sum(d1 * d2, -1) > 0  # bent less than 90 degrees (beyond: fully bent)
@@ -247,7 +219,7 @@ def _pass_twist_to_elbow(G: np.ndarray, rest: np.ndarray, wrist: int) -> None:
         return
     # Twist is measured about +X on both sides (the mirror diag(-1, 1, 1) of the right side
     # keeps turns about X); the forearm (elbow frame) lies close to +X or -X.
-    axis = _unit(rest[wrist] - rest[e])
+    axis = unit(rest[wrist] - rest[e])
     axis = axis * np.sign(axis[0])
     turn = Rotation.from_rotvec(axis[None] * phi[:, None]).as_matrix()
     G[:, e] = G[:, e] @ turn

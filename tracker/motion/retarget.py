@@ -44,7 +44,7 @@ import torch
 
 from tracker.body.joints import JOINT_NAMES, PARENTS
 from tracker.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from tracker.motion.align import _below, align, rest_offsets, trusted_orientations
+from tracker.motion.align import align, mapped_below, rest_offsets, trusted_orientations
 from tracker.motion.amass import NUM_BETAS
 from tracker.motion.bvh import Bvh
 from tracker.motion.ik import analytic_ik, joint_fk
@@ -270,7 +270,7 @@ def _signal_joints(tg: Targets) -> list[int]:
     out = []
     for name in ("head", "left_wrist", "right_wrist"):
         j = JOINT_NAMES.index(name)
-        if j in idx and tg.has_rot[idx[j]] and (name == "head" or len(_below(j, idx)) < 2):
+        if j in idx and tg.has_rot[idx[j]] and (name == "head" or len(mapped_below(j, idx)) < 2):
             out.append(idx[j])
     return out
 

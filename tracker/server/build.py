@@ -1,4 +1,5 @@
-"""Building the core from command-line options (shared by serve, replay and demo)."""
+"""Building the engine and the core from command-line options (shared by serve, replay and demo;
+the options themselves: ``tracker.options``)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def set_threads(n: int | None) -> int:
 
 def build_engine(checkpoint=None, body_model=None, engine: str = "auto",
                  background: bool = False, log=print):
-    """``(engine, model_info)``; errors become :class:`tracker.cli.UserError`.
+    """``(engine, model_info)``; errors become :class:`tracker.errors.UserError`.
 
     ``background``: when the compiled engine asked for is not in the engine cache yet,
     return the eager engine at once and put a started :class:`engines.background.
@@ -95,26 +96,3 @@ def build_core(args, profiles=None):
     core = TrackerCore(eng, args.visibility, profiles, rules, info)
     return core, (info if build is None else dict(info, build=build))
 
-
-def add_model_arguments(p, recorded: bool = False) -> None:
-    """--checkpoint, --body-model, --engine, --visibility, --threads.
-
-    ``recorded``: ``--engine`` and ``--visibility`` default to what a recording says (replay).
-    """
-    from tracker.options import add_body_model_argument
-
-    p.add_argument("--checkpoint", default=None, metavar="PATH",
-                   help="fitter checkpoint (default: the bundled model)")
-    add_body_model_argument(p)
-    p.add_argument("--engine", default=None if recorded else "auto", metavar="NAME",
-                   help="fit backend (engines/): auto = the best one that runs here, eager, "
-                        "cpu, onnxruntime, inductor, tensorrt, tensorrt-fp16 (default: "
-                        + ("as recorded" if recorded else "auto; compiled engines are built "
-                           "on first use and cached") + ")")
-    p.add_argument("--visibility", default=None if recorded else "device",
-                   choices=("device", "half-space"),
-                   help="which hands enter the fit: the device's tracked flag alone, or also "
-                        "only hands in front of the headset (the paper's FOV model) (default: "
-                        + ("as recorded" if recorded else "device") + ")")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help=f"torch threads for the fit (default: cores - 1 = {default_threads()})")

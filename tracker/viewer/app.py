@@ -80,7 +80,7 @@ class Legend:
         corner = np.array([(self.MARGIN_PX - cx) * d / fx, (top - cy) * d / fy, d])
         cam, eye = camera_frame(params.extrinsic)
         R = cam @ np.diag([1.0, -1.0, -1.0])  # text x right, y up, facing the camera
-        self.mesh.vertices = S._v3((self._rest * h) @ R.T + cam @ corner + eye)
+        self.mesh.vertices = S.v3((self._rest * h) @ R.T + cam @ corner + eye)
         self.vis.update_geometry(self.mesh)
 
 
@@ -127,7 +127,7 @@ class _Scene:
         cell = np.round(pelvis[[0, 2]] / 0.5) * 0.5
         if self._grid_at is None or (cell != self._grid_at).any():
             self._grid_at = cell
-            self.grid.points = S._v3(self._grid_rest + [cell[0], 0.0, cell[1]])
+            self.grid.points = S.v3(self._grid_rest + [cell[0], 0.0, cell[1]])
             self.vis.update_geometry(self.grid)
 
     def update(self, st: SceneState, fps: float | None) -> None:
@@ -135,15 +135,15 @@ class _Scene:
         self.follow(st)
         S.update_mesh(self.mesh, st.vertices)
         if st.head is not None:
-            S.move_lines(self.frustum, S._FRUSTUM, st.head)
-            S.move_lines(self.plane, S._PLANE, st.head)
+            S.move_lines(self.frustum, S.FRUSTUM, st.head)
+            S.move_lines(self.plane, S.PLANE, st.head)
         w = S.wrist_axes(st.wrists, st.wrist_on, st.visible)
         self.wrists.points, self.wrists.colors = w.points, w.colors
         t = S.tip_markers(st.tips, st.tips_on, st.visible)
         self.tips.vertices, self.tips.vertex_colors = t.vertices, t.vertex_colors
         self.tips.vertex_normals = t.vertex_normals
         gt = st.gt_joints if st.gt_joints is not None else np.zeros((52, 3))
-        self.gt.points = S._v3(gt)
+        self.gt.points = S.v3(gt)
         for g in (self.mesh, self.frustum, self.plane, self.wrists, self.tips, self.gt):
             vis.update_geometry(g)
         self.st = st
@@ -183,7 +183,7 @@ class _Scene:
         R = cam @ np.diag([1.0, -1.0, -1.0])  # text x right, y up, facing the camera
         width = np.ptp(self._text_rest[:, 0])
         p = self._lookat + R @ np.array([-0.5 * width, 1.05, 0.0])
-        self.text.vertices = S._v3(self._text_rest @ R.T + p)
+        self.text.vertices = S.v3(self._text_rest @ R.T + p)
         self.vis.update_geometry(self.text)
 
 
@@ -286,7 +286,7 @@ def run_viewer(source, body, session: str | None = None, screenshot: str | None 
             redraw |= moved
             if redraw:
                 vis.update_renderer()
-            if screenshot and (shown >= 3 or (shown > 0 and source_done(source))):
+            if screenshot and (shown >= 3 or (shown > 0 and source.done)):
                 vis.capture_screen_image(str(screenshot), do_render=True)
                 print(f"tracker view: saved {screenshot} (poses {sink.pose_rate():.0f}/s "
                       "received)", file=sys.stderr)
@@ -305,8 +305,3 @@ def _rate(times, now: float, start: float) -> float | None:
     """Events per second over the last second (``None`` in the first half second)."""
     span = min(1.0, now - start)
     return len(times) / span if span >= 0.5 else None
-
-
-def source_done(source) -> bool:
-    t = getattr(source, "_thread", None)
-    return t is not None and not t.is_alive()

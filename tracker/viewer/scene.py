@@ -21,12 +21,13 @@ AXIS_COLORS = np.array([[0.9, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.2, 0.9]])
 BONES = np.array([(j, p) for j, p in enumerate(PARENTS) if p >= 0])
 
 
-def _v3(a) -> o3d.utility.Vector3dVector:
+def v3(a) -> o3d.utility.Vector3dVector:
+    """Points ``(N, 3)`` (anything array-like) as Open3D's float64 vector."""
     return o3d.utility.Vector3dVector(np.ascontiguousarray(a, dtype=np.float64))
 
 
 def lines(points, pairs, color) -> o3d.geometry.LineSet:
-    ls = o3d.geometry.LineSet(_v3(points), o3d.utility.Vector2iVector(np.asarray(pairs, np.int32)))
+    ls = o3d.geometry.LineSet(v3(points), o3d.utility.Vector2iVector(np.asarray(pairs, np.int32)))
     set_line_colors(ls, color)
     return ls
 
@@ -34,7 +35,7 @@ def lines(points, pairs, color) -> o3d.geometry.LineSet:
 def set_line_colors(ls: o3d.geometry.LineSet, color) -> None:
     c = np.asarray(color, np.float64)
     n = len(ls.lines)
-    ls.colors = _v3(np.broadcast_to(c, (n, 3)) if c.ndim == 1 else c)
+    ls.colors = v3(np.broadcast_to(c, (n, 3)) if c.ndim == 1 else c)
 
 
 def floor_grid(half: float = 4.0, step: float = 0.5) -> o3d.geometry.LineSet:
@@ -49,7 +50,7 @@ def floor_grid(half: float = 4.0, step: float = 0.5) -> o3d.geometry.LineSet:
 
 
 def body_mesh(vertices, faces) -> o3d.geometry.TriangleMesh:
-    m = o3d.geometry.TriangleMesh(_v3(vertices), o3d.utility.Vector3iVector(
+    m = o3d.geometry.TriangleMesh(v3(vertices), o3d.utility.Vector3iVector(
         np.asarray(faces, np.int32)))
     m.compute_vertex_normals()
     m.paint_uniform_color(BODY_COLOR)
@@ -57,7 +58,7 @@ def body_mesh(vertices, faces) -> o3d.geometry.TriangleMesh:
 
 
 def update_mesh(m: o3d.geometry.TriangleMesh, vertices) -> None:
-    m.vertices = _v3(vertices)
+    m.vertices = v3(vertices)
     m.compute_vertex_normals()
 
 
@@ -70,22 +71,22 @@ def _transform(T, pts) -> np.ndarray:
 
 
 # Headset (VIEW frame: looks along -Z): a frustum 12 cm deep and the half-space plane z = 0.
-_FRUSTUM = np.array([[0, 0, 0], [-.08, -.06, -.12], [.08, -.06, -.12], [.08, .06, -.12],
-                     [-.08, .06, -.12], [0, .09, -.12]])
-_FRUSTUM_PAIRS = [(0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (2, 3), (3, 4), (4, 1), (3, 5), (4, 5)]
-_PLANE = np.array([[x, y, 0.0] for x in (-.5, -.25, 0, .25, .5) for y in (-.6, .3)] +
-                  [[x, y, 0.0] for y in (-.6, -.3, 0, .3) for x in (-.5, .5)])
-_PLANE_PAIRS = [(2 * i, 2 * i + 1) for i in range(len(_PLANE) // 2)]
+FRUSTUM = np.array([[0, 0, 0], [-.08, -.06, -.12], [.08, -.06, -.12], [.08, .06, -.12],
+                    [-.08, .06, -.12], [0, .09, -.12]])
+FRUSTUM_PAIRS = [(0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (2, 3), (3, 4), (4, 1), (3, 5), (4, 5)]
+PLANE = np.array([[x, y, 0.0] for x in (-.5, -.25, 0, .25, .5) for y in (-.6, .3)] +
+                 [[x, y, 0.0] for y in (-.6, -.3, 0, .3) for x in (-.5, .5)])
+PLANE_PAIRS = [(2 * i, 2 * i + 1) for i in range(len(PLANE) // 2)]
 
 
 def headset(T) -> tuple[o3d.geometry.LineSet, o3d.geometry.LineSet]:
     """Frustum and half-space plane at headset pose ``T (4, 4)``."""
-    return (lines(_transform(T, _FRUSTUM), _FRUSTUM_PAIRS, HEADSET_COLOR),
-            lines(_transform(T, _PLANE), _PLANE_PAIRS, PLANE_COLOR))
+    return (lines(_transform(T, FRUSTUM), FRUSTUM_PAIRS, HEADSET_COLOR),
+            lines(_transform(T, PLANE), PLANE_PAIRS, PLANE_COLOR))
 
 
 def move_lines(ls: o3d.geometry.LineSet, template, T) -> None:
-    ls.points = _v3(_transform(T, template))
+    ls.points = v3(_transform(T, template))
 
 
 def wrist_axes(wrists, on, visible, size: float = 0.07) -> o3d.geometry.LineSet:
@@ -114,24 +115,32 @@ def tip_markers(tips, on, visible, radius: float = 0.008) -> o3d.geometry.Triang
             verts.append(bv * (radius if on[s] else 1e-6) + tips[s, k])
             faces.append(bf + len(bv) * (5 * s + k))
             cols.append(np.broadcast_to(c, bv.shape))
-    m = o3d.geometry.TriangleMesh(_v3(np.concatenate(verts)),
+    m = o3d.geometry.TriangleMesh(v3(np.concatenate(verts)),
                                   o3d.utility.Vector3iVector(np.concatenate(faces)))
-    m.vertex_colors = _v3(np.concatenate(cols))
+    m.vertex_colors = v3(np.concatenate(cols))
     m.compute_vertex_normals()
     return m
 
 
-def text_mesh(text: str, height: float = 0.05) -> o3d.geometry.TriangleMesh | None:
-    """Flat 3D text (Open3D's built-in font), ``height`` metres tall, or ``None``."""
+def _glyphs(text: str) -> tuple[o3d.geometry.TriangleMesh, np.ndarray] | None:
+    """``text`` in Open3D's built-in font as a flat mesh and its vertices ``(N, 3)`` (font
+    units, ``FONT_LINE`` a line), or ``None`` (no glyphs, or Open3D cannot make text here)."""
     try:
         t = o3d.t.geometry.TriangleMesh.create_text(text, depth=0.0).to_legacy()
     except Exception:
         return None
     v = np.asarray(t.vertices)
-    if len(v) == 0:
+    return (t, v) if len(v) else None
+
+
+def text_mesh(text: str, height: float = 0.05) -> o3d.geometry.TriangleMesh | None:
+    """Flat 3D text (Open3D's built-in font), ``height`` metres tall, or ``None``."""
+    glyphs = _glyphs(text)
+    if glyphs is None:
         return None
+    t, v = glyphs
     scale = height / max(np.ptp(v[:, 1]), 1e-9)
-    t.vertices = _v3((v - v.min(0)) * scale)
+    t.vertices = v3((v - v.min(0)) * scale)
     t.paint_uniform_color((0.1, 0.1, 0.1))
     t.compute_vertex_normals()
     return t
@@ -153,7 +162,7 @@ LEGEND = (
 )
 """The viewer's legend: ``(line, colour)``, the colour of what the line explains."""
 
-_FONT_LINE = 16.0  # Open3D's text font: units per line (glyphs span about y 0..14)
+FONT_LINE = 16.0  # Open3D's text font: units per line (glyphs span about y 0..14)
 
 
 def legend_mesh(entries=LEGEND, line_height: float = 1.0) -> o3d.geometry.TriangleMesh | None:
@@ -161,16 +170,13 @@ def legend_mesh(entries=LEGEND, line_height: float = 1.0) -> o3d.geometry.Triang
     white panel, the first line's top at y = 0 and the lines going down (-y),
     ``line_height`` apart; x from 0 to the right. It has no normals, so it is drawn unlit."""
     out = o3d.geometry.TriangleMesh()
-    scale = line_height / _FONT_LINE
+    scale = line_height / FONT_LINE
     for k, (text, color) in enumerate(entries):
-        try:
-            t = o3d.t.geometry.TriangleMesh.create_text(text, depth=0.0).to_legacy()
-        except Exception:
-            return None
-        v = np.asarray(t.vertices)
-        if len(v) == 0:
+        glyphs = _glyphs(text)
+        if glyphs is None:
             continue
-        t.vertices = _v3((v - [0.0, _FONT_LINE, 0.0]) * scale - [0.0, k * line_height, 0.0])
+        t, v = glyphs
+        t.vertices = v3((v - [0.0, FONT_LINE, 0.0]) * scale - [0.0, k * line_height, 0.0])
         t.paint_uniform_color(color)
         out += t
     if len(out.vertices) == 0:
@@ -181,7 +187,7 @@ def legend_mesh(entries=LEGEND, line_height: float = 1.0) -> o3d.geometry.Triang
     lo, hi = np.asarray(out.vertices).min(0), np.asarray(out.vertices).max(0)
     pad = 0.3 * line_height  # a white panel behind the text, so that nothing shows through
     x0, x1, y0, y1, z = lo[0] - pad, hi[0] + pad, lo[1] - pad, hi[1] + pad, -0.05 * line_height
-    panel = o3d.geometry.TriangleMesh(_v3([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]]),
+    panel = o3d.geometry.TriangleMesh(v3([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]]),
                                       o3d.utility.Vector3iVector([[0, 1, 2], [0, 2, 3]]))
     panel.paint_uniform_color((1.0, 1.0, 1.0))
     out += panel

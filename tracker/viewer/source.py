@@ -188,6 +188,11 @@ class LiveSource:
             sock.close()
             ctx.term()
 
+    @property
+    def done(self) -> bool:
+        """The worker started and has ended (a replay ran out, or the subscription failed)."""
+        return self._thread is not None and not self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
