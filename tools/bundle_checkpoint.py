@@ -2,6 +2,12 @@
 """Copy a training checkpoint into a bundled one: weights and config only, small meta.
 
     python tools/bundle_checkpoint.py runs/stream/final.pt tracker/fitter/models/default.pt
+    python tools/bundle_checkpoint.py runs/phi/final.pt new.pt --base default.pt --take phi.
+
+With ``--base``, only the weights (parameters and buffers, such as BatchNorm statistics) whose
+names start with a ``--take`` prefix come from the source; everything else, and the config,
+is the base checkpoint's (a regressor-stage run that should change Φ and nothing else: its
+other modules may have moved their BatchNorm statistics in training mode).
 
 Drops the optimiser and scheduler state (two thirds of a run checkpoint), keeps the body
 fingerprint, step count, training time, and the training settings that matter for the model
@@ -25,7 +31,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src")
     ap.add_argument("dst")
+    ap.add_argument("--base", help="take every weight not under --take from this checkpoint")
+    ap.add_argument("--take", action="append", default=[], metavar="PREFIX",
+                    help="weight-name prefix taken from SRC with --base (repeatable)")
     args = ap.parse_args()
+    if bool(args.base) != bool(args.take):
+        ap.error("--base and --take go together")
     blob = read_checkpoint(args.src)
     meta = blob.get("meta", {})
     cfg = meta.get("config", {})
@@ -45,6 +56,17 @@ def main() -> None:
         "history": history,
     }
     fitter = load_fitter(args.src)
+    if args.base:
+        base = load_fitter(args.base)
+        src = fitter.state_dict()
+        merged = {k: (src[k] if k.startswith(tuple(args.take)) else v)
+                  for k, v in base.state_dict().items()}
+        taken = sum(k.startswith(tuple(args.take)) for k in merged)
+        if not taken:
+            raise SystemExit(f"error: no weight of {args.src} starts with {args.take}")
+        base.load_state_dict(merged)
+        fitter = base
+        small["base"] = {"path": str(args.base), "took": args.take, "weights": taken}
     save_checkpoint(args.dst, fitter, meta=small)
     back = load_fitter(args.dst)
     assert all(torch.equal(a, b) for a, b in zip(fitter.state_dict().values(),

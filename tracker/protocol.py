@@ -224,10 +224,15 @@ def frame_topic(session: str) -> bytes:
     return FRAME_TOPIC_PREFIX + session.encode()
 
 
+def _float_list(v, n: int) -> list[float]:
+    """``n`` numbers as a list of Python floats (one conversion, no per-element calls)."""
+    return np.asarray(v, dtype=np.float64).reshape(n).tolist()
+
+
 def _hand_dict(wrist, tips, tracked: bool) -> dict:
-    d = {"wrist": [float(x) for x in wrist], "tracked": bool(tracked)}
+    d = {"wrist": _float_list(wrist, 7), "tracked": bool(tracked)}
     if tips is not None:
-        d["tips"] = [float(x) for x in np.asarray(tips).reshape(15)]
+        d["tips"] = _float_list(tips, 15)
     return d
 
 
@@ -241,7 +246,7 @@ def encode_frame(
     (the server ignores unknown keys; the simulator puts its ground truth under ``gt``).
     ``single_float`` packs numbers as float32 (as most headset runtimes produce them)."""
     msg = {"v": VERSION, "session": session, "seq": int(seq), "t": int(t_ns),
-           "head": [float(x) for x in head]}
+           "head": _float_list(head, 7)}
     msg["left"] = None if left is None else _hand_dict(left, left_tips, left_tracked)
     msg["right"] = None if right is None else _hand_dict(right, right_tips, right_tracked)
     if extra:
@@ -252,6 +257,8 @@ def encode_frame(
 def ground_truth(payload: bytes) -> dict | None:
     """The simulator's ``gt`` map of an ingest payload (``transl`` 3, ``pose`` 156, ``betas``,
     stage frame of the device), or ``None`` for real devices and unreadable payloads."""
+    if b"gt" not in payload:  # however the key is encoded, its bytes are there
+        return None
     try:
         gt = msgpack.unpackb(payload, raw=False).get("gt")
     except Exception:

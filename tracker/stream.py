@@ -19,6 +19,7 @@ frame, so a frame that superseded others sees the whole interval.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def fit_tick(engine: Engine, streams: Sequence[StreamState], signals: HeadsetSig
             rows.append(blank)
         else:
             rows.append(s.fit)
-    state = FitState.cat(rows)
+    state = rows[0] if B == 1 else FitState.cat(rows)  # a batch of one is its own row
     dt = torch.tensor([DEFAULT_DT_S if r else s.dt_seconds(t)
                        for s, t, r in zip(streams, t_ns, resets, strict=True)])
     batch = FitBatch(signals, betas, T_hmd, state, torch.tensor(resets), dt, floor)
@@ -104,7 +105,9 @@ def fit_tick(engine: Engine, streams: Sequence[StreamState], signals: HeadsetSig
     fit_ns = time.perf_counter_ns() - t0
     ok = res.ok.tolist()
     for i, s in enumerate(streams):
-        s.fit = res.state.row(i)
+        # engines return fresh tensors (TensorRT copies its CUDA-graph buffers), so a batch
+        # of one is kept as it is; rows of a larger batch are copied out of it
+        s.fit = res.state if B == 1 else res.state.row(i)
         s.t_ns = int(t_ns[i])
         s.diverged = not ok[i]
     return res, resets, fit_ns
@@ -118,31 +121,93 @@ def frames_to_signals(
     A nil hand or ``tracked: false`` -> not tracked; missing tips -> ``tips_valid`` false.
     ``floor (B,)`` metres, if given, is added to every y (device stage frame -> the corrected
     frame of the session profiles, ``tracker.server.publish``).
+
+    Up to :data:`SMALL_BATCH` frames (a live tick) go through plain Python floats and one
+    array per output: NumPy's per-call overhead would be most of the cost, and it runs between
+    a frame's receipt and its pose. The arithmetic is the whole-array path's, operation for
+    operation in float64, so both give the same bits (``tests/test_stream_inputs.py``).
     """
     B = len(frames)
-    head, wrists, tips, tracked, tips_valid = stack_frames(frames)
-    # NumPy for the small per-tick batches (torch's per-op overhead dominates at B ~ 1-16):
-    # a live tick runs this between a frame's receipt and its pose, so every call counts.
-    T = pose7_to_transform(np.concatenate([head[:, None], wrists], 1))  # (B, 3, 4, 4)
-    if floor is not None:
-        f = np.asarray(floor, dtype=np.float64).reshape(B)
-        T[:, :, 1, 3] += f[:, None]
-        tips[..., 1] += f[:, None, None]
     np_dtype = _NUMPY_DTYPES.get(dtype)
-    if np_dtype is None:  # a dtype NumPy lacks: through torch
-        T_head = torch.as_tensor(T[:, 0], dtype=dtype)
-        T_wr = torch.as_tensor(T[:, 1:], dtype=dtype)
-        tips_t = torch.as_tensor(tips, dtype=dtype)
-    else:  # the same rounding as torch's, one conversion per array
-        T_head = torch.from_numpy(T[:, 0].astype(np_dtype))
-        T_wr = torch.from_numpy(T[:, 1:].astype(np_dtype))
-        tips_t = torch.from_numpy(tips.astype(np_dtype, copy=False))
+    f = [0.0] * B if floor is None else np.asarray(floor, dtype=np.float64).reshape(B).tolist()
+    if B <= SMALL_BATCH and np_dtype is not None:
+        T_head, T_wr, tips_t, tracked, tips_valid = _small_batch(frames, f, np_dtype)
+    else:
+        T_head, T_wr, tips_t, tracked, tips_valid = _whole_arrays(frames, f, dtype, np_dtype)
     tr = torch.from_numpy(tracked)
     visible = (torch.from_numpy(tracked.copy()) if mode == "device"  # = hand_visibility's
                else hand_visibility(T_head, T_wr[..., :3, 3], tr, mode))
     return HeadsetSignals(
         head=T_head, wrists=T_wr, tips=tips_t, tracked=tr,
         tips_valid=torch.from_numpy(tips_valid & tracked), visible=visible,
+    )
+
+
+SMALL_BATCH = 16
+"""Frames per call up to which :func:`frames_to_signals` works on Python floats."""
+
+
+def _whole_arrays(frames, floor: list[float], dtype, np_dtype):
+    B = len(frames)
+    head, wrists, tips, tracked, tips_valid = stack_frames(frames)
+    T = pose7_to_transform(np.concatenate([head[:, None], wrists], 1))  # (B, 3, 4, 4)
+    f = np.asarray(floor, dtype=np.float64).reshape(B)
+    T[:, :, 1, 3] += f[:, None]
+    tips[..., 1] += f[:, None, None]
+    if np_dtype is None:  # a dtype NumPy lacks: through torch
+        return (torch.as_tensor(T[:, 0], dtype=dtype), torch.as_tensor(T[:, 1:], dtype=dtype),
+                torch.as_tensor(tips, dtype=dtype), tracked, tips_valid)
+    # the same rounding as torch's, one conversion per array
+    return (torch.from_numpy(T[:, 0].astype(np_dtype)), torch.from_numpy(T[:, 1:].astype(np_dtype)),
+            torch.from_numpy(tips.astype(np_dtype, copy=False)), tracked, tips_valid)
+
+
+_IDENTITY_POSE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+_NO_TIPS = ((0.0, 0.0, 0.0),) * 5
+
+
+def _small_batch(frames, floor: list[float], np_dtype):
+    heads, wrists, tips, tracked, valid = [], [], [], [], []
+    for fr, y0 in zip(frames, floor, strict=True):
+        heads.append(_transform(fr.head.tolist(), y0))
+        w_rows, t_rows, tr_row, v_row = [], [], [], []
+        for h in (fr.left, fr.right):
+            if h is None:  # as stack_frames: identity at the origin, tips at 0
+                w_rows.append(_transform(_IDENTITY_POSE, y0))
+                t_rows.append([(x, y + y0, z) for x, y, z in _NO_TIPS])
+                tr_row.append(False)
+                v_row.append(False)
+                continue
+            w_rows.append(_transform(h.wrist.tolist(), y0))
+            t_rows.append([(x, y + y0, z) for x, y, z in
+                           (_NO_TIPS if h.tips is None else h.tips.tolist())])
+            tr_row.append(bool(h.tracked))
+            v_row.append(h.tips is not None)
+        wrists.append(w_rows)
+        tips.append(t_rows)
+        tracked.append(tr_row)
+        valid.append(v_row)
+    return (torch.from_numpy(np.array(heads, dtype=np_dtype)),
+            torch.from_numpy(np.array(wrists, dtype=np_dtype)),
+            torch.from_numpy(np.array(tips, dtype=np_dtype)),
+            np.array(tracked, dtype=bool), np.array(valid, dtype=bool))
+
+
+def _transform(p, y0: float):
+    """``px py pz qx qy qz qw`` -> 4 x 4 rows (Python floats), ``y0`` added to the y.
+
+    :func:`tracker.geometry.arrays.quaternion_to_matrix`'s operations in its order (normalise
+    by the root of the sequential sum of squares; each entry ``(q_a q_b ± q_c q_d) · 2 · ±1``,
+    then ``1 +`` on the diagonal), so the bits match."""
+    px, py, pz, x, y, z, w = p
+    n = math.sqrt(((x * x + y * y) + z * z) + w * w)
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return (
+        (1.0 + (y * y + z * z) * 2.0 * -1.0, (x * y + -(w * z)) * 2.0, (x * z + w * y) * 2.0, px),
+        ((x * y + w * z) * 2.0, 1.0 + (x * x + z * z) * 2.0 * -1.0, (y * z + -(w * x)) * 2.0,
+         py + y0),
+        ((x * z + -(w * y)) * 2.0, (y * z + w * x) * 2.0, 1.0 + (x * x + y * y) * 2.0 * -1.0, pz),
+        (0.0, 0.0, 0.0, 1.0),
     )
 
 

@@ -233,11 +233,9 @@ class TrackerCore:
         sig = frames_to_signals(frames, self.visibility, floor=floor.numpy())
         res, resets, fit_ns = fit_tick(self.engine, [s.stream for s in sessions], sig, betas,
                                        T_hmd, [f.t for f in frames], tin.resets, floor)
-        reset = torch.tensor(resets)
-
-        ok = res.ok.cpu().tolist()
+        ok = [not s.stream.diverged for s in sessions]  # fit_tick's reading of res.ok
         heads = []
-        for s, (_, p), r, good in zip(sessions, tin.items, reset.tolist(), ok, strict=True):
+        for s, (_, p), r, good in zip(sessions, tin.items, resets, ok, strict=True):
             heads.append({"session": s.id, "seq": p.frame.seq, "t": p.frame.t,
                           "t_recv": p.t_recv, "state": "reset" if (r or not good) else "ok"})
         msgs = pose_messages(res, betas, sig.visible, heads)
@@ -245,7 +243,7 @@ class TrackerCore:
         for i, (s, (_, p), msg) in enumerate(zip(sessions, tin.items, msgs, strict=True)):
             s.fitted += 1
             s.last_fitted_seq = p.frame.seq
-            if bool(reset[i]):
+            if resets[i]:
                 s.resets += 1
                 self.totals["resets"] += 1
             if not ok[i] or msg is None:
