@@ -112,7 +112,12 @@ def test_node_devices_and_subscriber_against_a_real_server(tmp_path):
                       f"latency p50 {lat['p50']:.1f} p99 {lat['p99']:.1f} ms; server fit p50 "
                       f"{st['fit_ms']['p50']:.1f} p99 {st['fit_ms']['p99']:.1f} ms, mean batch "
                       f"{st['batch']['mean']:.2f}")
-        assert len(answered) >= 0.95 * n, report[-1]
+        # Every frame reached the server and was fitted or superseded by a newer one (latest
+        # wins: a machine slower than the device rate fits fewer); every fit reached the
+        # Node subscriber as a pose and a frame echo.
+        ses = st["sessions"][s]
+        assert ses["fitted"] + ses["dropped"] == n, report[-1]
+        assert len(answered) == ses["fitted"] >= 0.5 * n, report[-1]
         assert set(got["poses"][s]["keys"]) == set(POSE_KEYS)
         assert st["sessions"][s]["rejected"] == 0 and st["sessions"][s]["received"] == n
         for seen in (got, late):
@@ -121,7 +126,7 @@ def test_node_devices_and_subscriber_against_a_real_server(tmp_path):
             assert (sk["joints"], sk["parents"], sk["rest"], sk["root_parent"]) == (52, 52, 156,
                                                                                     -1)
         assert got["skeletons"][s]["count"] == 1  # once per session start
-        assert got["frames"][s] >= 0.95 * n
+        assert got["frames"][s] == ses["fitted"]
     assert got["status"] >= 1 and late["status"] >= 1
     for seen in (got, late):  # every payload decoded identically by both libraries
         assert seen["check"]["compared"] == seen["decoded"] > 0
