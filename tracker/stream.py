@@ -19,7 +19,6 @@ frame, so a frame that superseded others sees the whole interval.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import torch
 from torch import Tensor
 
 from engines.base import Engine, FitBatch, FitResult, FitState
-from tracker.geometry.arrays import pose7_to_transform
+from tracker.geometry.arrays import pose7_rows, pose7_to_transform
 from tracker.protocol import Frame, stack_frames
 from tracker.signals.headset import HeadsetSignals, VisibilityMode, hand_visibility
 
@@ -169,16 +168,16 @@ _NO_TIPS = ((0.0, 0.0, 0.0),) * 5
 def _small_batch(frames, floor: list[float], np_dtype):
     heads, wrists, tips, tracked, valid = [], [], [], [], []
     for fr, y0 in zip(frames, floor, strict=True):
-        heads.append(_transform(fr.head.tolist(), y0))
+        heads.append(pose7_rows(fr.head.tolist(), y0))
         w_rows, t_rows, tr_row, v_row = [], [], [], []
         for h in (fr.left, fr.right):
             if h is None:  # as stack_frames: identity at the origin, tips at 0
-                w_rows.append(_transform(_IDENTITY_POSE, y0))
+                w_rows.append(pose7_rows(_IDENTITY_POSE, y0))
                 t_rows.append([(x, y + y0, z) for x, y, z in _NO_TIPS])
                 tr_row.append(False)
                 v_row.append(False)
                 continue
-            w_rows.append(_transform(h.wrist.tolist(), y0))
+            w_rows.append(pose7_rows(h.wrist.tolist(), y0))
             t_rows.append([(x, y + y0, z) for x, y, z in
                            (_NO_TIPS if h.tips is None else h.tips.tolist())])
             tr_row.append(bool(h.tracked))
@@ -191,24 +190,6 @@ def _small_batch(frames, floor: list[float], np_dtype):
             torch.from_numpy(np.array(wrists, dtype=np_dtype)),
             torch.from_numpy(np.array(tips, dtype=np_dtype)),
             np.array(tracked, dtype=bool), np.array(valid, dtype=bool))
-
-
-def _transform(p, y0: float):
-    """``px py pz qx qy qz qw`` -> 4 x 4 rows (Python floats), ``y0`` added to the y.
-
-    :func:`tracker.geometry.arrays.quaternion_to_matrix`'s operations in its order (normalise
-    by the root of the sequential sum of squares; each entry ``(q_a q_b ± q_c q_d) · 2 · ±1``,
-    then ``1 +`` on the diagonal), so the bits match."""
-    px, py, pz, x, y, z, w = p
-    n = math.sqrt(((x * x + y * y) + z * z) + w * w)
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return (
-        (1.0 + (y * y + z * z) * 2.0 * -1.0, (x * y + -(w * z)) * 2.0, (x * z + w * y) * 2.0, px),
-        ((x * y + w * z) * 2.0, 1.0 + (x * x + z * z) * 2.0 * -1.0, (y * z + -(w * x)) * 2.0,
-         py + y0),
-        ((x * z + -(w * y)) * 2.0, (y * z + w * x) * 2.0, 1.0 + (x * x + y * y) * 2.0 * -1.0, pz),
-        (0.0, 0.0, 0.0, 1.0),
-    )
 
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}

@@ -10,6 +10,8 @@ against the torch versions; SciPy is the oracle of the torch ones). Quaternions 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["axis_angle_to_matrix", "kabsch", "matrix_to_axis_angle", "matrix_to_quaternion",
@@ -91,6 +93,25 @@ def pose7_to_transform(p: np.ndarray) -> np.ndarray:
     T[..., :3, 3] = p[..., :3]
     T[..., 3, 3] = 1.0
     return T
+
+
+def pose7_rows(p, y0: float = 0.0):
+    """One ``px py pz qx qy qz qw`` pose (Python floats) -> 4 x 4 rows of Python floats, ``y0``
+    added to the y: :func:`pose7_to_transform` for a few poses, without NumPy's per-call cost.
+
+    :func:`quaternion_to_matrix`'s operations in its order (normalise
+    by the root of the sequential sum of squares; each entry ``(q_a q_b ± q_c q_d) · 2 · ±1``,
+    then ``1 +`` on the diagonal), so the bits match."""
+    px, py, pz, x, y, z, w = p
+    n = math.sqrt(((x * x + y * y) + z * z) + w * w)
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return (
+        (1.0 + (y * y + z * z) * 2.0 * -1.0, (x * y + -(w * z)) * 2.0, (x * z + w * y) * 2.0, px),
+        ((x * y + w * z) * 2.0, 1.0 + (x * x + z * z) * 2.0 * -1.0, (y * z + -(w * x)) * 2.0,
+         py + y0),
+        ((x * z + -(w * y)) * 2.0, (y * z + w * x) * 2.0, 1.0 + (x * x + y * y) * 2.0 * -1.0, pz),
+        (0.0, 0.0, 0.0, 1.0),
+    )
 
 
 def axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
