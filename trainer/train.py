@@ -430,7 +430,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 bar.set_postfix(loss=f"{losses['total'].item():.3f}", epoch=epoch)
                 if writer is not None and step % 10 == 0:
                     for k, v in losses.items():
-                        writer.add_scalar(f"train/{k}", float(v), step)
+                        writer.add_scalar(f"train/{k}", float(v.detach()), step)
                     writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
                     writer.add_scalar("train/grad_norm", float(gnorm), step)
             if step % cfg.checkpoint_every == 0:
