@@ -15,8 +15,8 @@ import math
 import numpy as np
 
 __all__ = ["axis_angle_to_matrix", "kabsch", "matrix_to_axis_angle", "matrix_to_quaternion",
-           "min_rotation", "pose7_to_transform", "quaternion_multiply", "quaternion_to_matrix",
-           "rot6d_to_matrix", "unit"]
+           "min_rotation", "pose7_rows", "pose7_to_transform", "quaternion_multiply",
+           "quaternion_to_matrix", "rot6d_to_matrix", "unit"]
 
 
 def rot6d_to_matrix(d6: np.ndarray) -> np.ndarray:
