@@ -65,8 +65,8 @@ def main() -> None:
     ap.add_argument("src")
     ap.add_argument("dst")
     ap.add_argument("--width", type=int, required=True, help="new hidden width of Φ and Φh")
-    ap.add_argument("--noise", type=float, default=0.01,
-                    help="noise on the copied units' incoming weights, relative (default 0.01)")
+    ap.add_argument("--noise", type=float, default=0.002,
+                    help="noise on the copied units' incoming weights, relative (default 0.002)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     try:
