@@ -114,16 +114,17 @@ def test_checkpoints_from_before_the_gate_carry_the_previous_frame():
 
 
 def test_the_iterations_leave_the_regressor_joints_alone(fitter, body):
-    """Default: the leg chain keeps Φ's rotations; the other joints are refined."""
-    from tracker.body.joints import JOINT_NAMES, LEG_JOINT_NAMES
+    """Default: the root and the leg chain keep Φ's rotations; the other joints are refined."""
+    from tracker.body.joints import JOINT_NAMES
+    from tracker.fitter.fitter import REGRESSOR_JOINT_NAMES
 
-    assert fitter.cfg.regressor_joints == LEG_JOINT_NAMES
+    assert fitter.cfg.regressor_joints == REGRESSOR_JOINT_NAMES
     sig, betas, *_ = frame(body)
     with torch.no_grad():
         out = fitter(sig, betas, head_to_hmd(), return_iterates=True)
     rot = out.iterates[:, :, :312].reshape(4, 2, 52, 6)
-    legs = [JOINT_NAMES.index(n) for n in LEG_JOINT_NAMES]
-    others = [j for j in range(1, 52) if j not in legs]
+    legs = [JOINT_NAMES.index(n) for n in REGRESSOR_JOINT_NAMES]
+    others = [j for j in range(52) if j not in legs]
     assert torch.allclose(rot[-1][:, legs], rot[0][:, legs], atol=1e-6)
     assert not torch.allclose(rot[-1][:, others], rot[0][:, others], atol=1e-4)
 

@@ -34,7 +34,12 @@ is zero or weak, and what the GRU writes into them is a guess no better informed
 Measured on the session-3 model (held-out clips, clean, streaming), the iterations moved the
 legs from Φ's 11.9 cm lower-body error to 14.0 cm. ``regressor_joints`` names joints whose
 rotations the iterations leave as Φ (and, streaming, the carry gate) set them; by default the
-leg chain. Translation and every other joint are still refined.
+root orientation and the leg chain (:data:`REGRESSOR_JOINT_NAMES`). Translation and every
+other joint are still refined. The root orientation joined in session 9: with the GRU of
+session 3 and Φ of session 8 (first 600 frames of 21 training clips, clean, streaming), the
+iterations turned the root away from Φ's better guess, head V2V 17.5 → 13.7 mm and lower
+body 13.21 → 13.04 cm when they leave it alone (``tools/set_carry_gates.py``; the model
+card has the table).
 
 There is no Python branching on tensor values inside a fit and no autograd: a fit traces to
 one graph (``engines/``).
@@ -59,6 +64,8 @@ from tracker.geometry.rotations import matrix_to_rotation_6d
 from tracker.signals.headset import HeadsetSignals
 
 DIVERGED_RESIDUAL_M = 0.5  # a fit whose RMS residual exceeds this is treated as diverged
+REGRESSOR_JOINT_NAMES = ("pelvis", *LEG_JOINT_NAMES)
+"""Default ``FitterConfig.regressor_joints``: the root orientation and the leg chain."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +87,8 @@ class FitterConfig:
         motion: the networks also see motion features (``tracker.fitter.motion``);
             checkpoints from before them load with ``False``.
         regressor_joints: joints (``tracker.body.joints`` names) whose rotations the
-            iterations leave as Φ set them (the leg chain; none in checkpoints from before
-            the option).
+            iterations leave as Φ set them (the root and the leg chain; none in checkpoints
+            from before the option).
         data_term: weights of L_D.
     """
 
@@ -95,7 +102,7 @@ class FitterConfig:
     update_rule: Literal["eq1", "lgd"] = "eq1"
     carry: float = 0.9
     motion: bool = True
-    regressor_joints: tuple[str, ...] = LEG_JOINT_NAMES
+    regressor_joints: tuple[str, ...] = REGRESSOR_JOINT_NAMES
     data_term: DataTermConfig = field(default_factory=DataTermConfig)
 
     def __post_init__(self):

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Set a checkpoint's streaming carry gates by body region, and the joints left to Φ.
+
+    python tools/set_carry_gates.py default.pt out.pt --gate translation=0 legs=0.25
+    python tools/set_carry_gates.py default.pt out.pt --regressor-joints pelvis legs
+    python tools/set_carry_gates.py default.pt          # print the gates, write nothing
+
+Each streamed frame starts from ``Φ(D) + a ⊙ (Θ(t-1) - Φ(D))`` (``tracker.fitter.fitter``):
+``a`` is the carry gate, one per Θ entry, stored as ``carry_logit``. A gate of 0 starts every
+frame from Φ's guess; 1 from the previous frame. The regions below group Θ's 6D rotations by
+joint (``tracker.body.joints``) and its translation; ``--gate REGION=A`` writes ``a = A`` for
+every entry of the region (``A`` in [0, 1]).
+
+``--regressor-joints`` sets ``FitterConfig.regressor_joints`` (the joints whose rotations the
+iterations leave to Φ and the gate) from joint or region names.
+
+Everything else (weights, meta) is copied unchanged; the written checkpoint's meta records
+what was set, under ``gates``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import replace
+
+import torch
+
+from tracker.body.joints import JOINT_NAMES, LEG_JOINT_NAMES
+from tracker.fitter.checkpoint import CheckpointError, load_fitter, read_checkpoint, save_checkpoint
+
+REGIONS: dict[str, tuple[str, ...]] = {
+    "pelvis": ("pelvis",),
+    "legs": LEG_JOINT_NAMES,
+    "trunk": ("spine1", "spine2", "spine3", "neck", "left_collar", "right_collar", "head"),
+    "arms": ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
+             "right_wrist"),
+    "hands": JOINT_NAMES[22:],
+}
+"""Joint regions of Θ's rotations; ``translation`` (Θ's last 3 entries) is a region too."""
+
+
+def gate_indices(region: str) -> list[int]:
+    """Θ entries ``(0..314)`` of ``region``: a name in :data:`REGIONS`, ``translation``, or
+    one joint name."""
+    if region == "translation":
+        return [312, 313, 314]
+    names = REGIONS.get(region, (region,) if region in JOINT_NAMES else None)
+    if names is None:
+        raise ValueError(f"unknown region {region!r} (one of {', '.join(REGIONS)}, "
+                         "translation, or a joint name such as left_knee)")
+    return [6 * JOINT_NAMES.index(n) + k for n in names for k in range(6)]
+
+
+def parse_gate(text: str) -> tuple[str, float]:
+    """``REGION=A`` -> ``(REGION, A)`` with ``A`` in ``[0, 1]``."""
+    region, _, value = text.partition("=")
+    try:
+        a = float(value)
+    except ValueError:
+        raise ValueError(f"--gate {text!r}: expected REGION=A with A a number in [0, 1]") from None
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"--gate {text!r}: the gate must lie in [0, 1]")
+    gate_indices(region)  # validates the name
+    return region, a
+
+
+def gate_logit(a: float) -> float:
+    """``carry_logit`` of gate ``a``: exact 0 and 1 become ±30 (a gate 1e-13 from them)."""
+    if a <= 0.0:
+        return -30.0
+    if a >= 1.0:
+        return 30.0
+    return math.log(a / (1.0 - a))
+
+
+def summary(fitter) -> str:
+    """One line per region: its gates' range."""
+    a = torch.sigmoid(fitter.carry_logit.detach())
+    lines = []
+    for region in (*REGIONS, "translation"):
+        v = a[gate_indices(region)]
+        lo, hi = v.min().item(), v.max().item()
+        lines.append(f"  {region:<12} {lo:.3f}" + (f"..{hi:.3f}" if hi - lo > 5e-4 else ""))
+    lines.append(f"  regressor joints: {', '.join(fitter.cfg.regressor_joints) or 'none'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("src", help="checkpoint to read")
+    ap.add_argument("dst", nargs="?", help="checkpoint to write (none: print the gates)")
+    ap.add_argument("--gate", nargs="+", default=[], metavar="REGION=A",
+                    help=f"regions: {', '.join(REGIONS)}, translation, or a joint name")
+    ap.add_argument("--regressor-joints", nargs="+", metavar="NAME",
+                    help="joints (or regions) the iterations leave to Φ")
+    args = ap.parse_args(argv)
+    try:
+        gates = [parse_gate(g) for g in args.gate]
+        joints = None
+        if args.regressor_joints is not None:
+            joints = []
+            for name in args.regressor_joints:
+                for j in REGIONS.get(name, (name,)):
+                    if j not in JOINT_NAMES:
+                        raise ValueError(f"--regressor-joints: unknown joint or region {name!r}")
+                    if j not in joints:
+                        joints.append(j)
+        if (gates or joints is not None) and not args.dst:
+            raise ValueError("give an output checkpoint to write the changes to")
+        fitter = load_fitter(args.src)
+        meta = dict(read_checkpoint(args.src).get("meta", {}))
+    except (ValueError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.src}:\n{summary(fitter)}")
+    if not args.dst:
+        return 0
+    with torch.no_grad():
+        for region, a in gates:
+            fitter.carry_logit[gate_indices(region)] = gate_logit(a)
+    if joints is not None:
+        state = fitter.state_dict()
+        fitter = type(fitter)(fitter.body, replace(fitter.cfg, regressor_joints=tuple(joints)))
+        fitter.load_state_dict(state)
+    meta["gates"] = {"set": dict(gates), "regressor_joints": list(fitter.cfg.regressor_joints),
+                     "from": str(args.src)}
+    save_checkpoint(args.dst, fitter, meta=meta)
+    print(f"{args.dst}:\n{summary(load_fitter(args.dst))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
