@@ -9,7 +9,8 @@ Each streamed frame starts from ``Φ(D) + a ⊙ (Θ(t-1) - Φ(D))`` (``tracker.f
 ``a`` is the carry gate, one per Θ entry, stored as ``carry_logit``. A gate of 0 starts every
 frame from Φ's guess; 1 from the previous frame. The regions below group Θ's 6D rotations by
 joint (``tracker.body.joints``) and its translation; ``--gate REGION=A`` writes ``a = A`` for
-every entry of the region (``A`` in [0, 1]).
+every entry of the region (``A`` in [0, 1]; stored through ``tracker.fitter.fitter.carry_logit``,
+which keeps it within [1e-4, 1 - 1e-6], so 0 means 1e-4: an error decays to nothing in a frame).
 
 ``--regressor-joints`` sets ``FitterConfig.regressor_joints`` (the joints whose rotations the
 iterations leave to Φ and the gate) from joint or region names.
@@ -21,7 +22,6 @@ what was set, under ``gates``.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import replace
 
@@ -29,6 +29,7 @@ import torch
 
 from tracker.body.joints import JOINT_NAMES, LEG_JOINT_NAMES
 from tracker.fitter.checkpoint import CheckpointError, load_fitter, read_checkpoint, save_checkpoint
+from tracker.fitter.fitter import carry_logit
 
 REGIONS: dict[str, tuple[str, ...]] = {
     "pelvis": ("pelvis",),
@@ -64,15 +65,6 @@ def parse_gate(text: str) -> tuple[str, float]:
         raise ValueError(f"--gate {text!r}: the gate must lie in [0, 1]")
     gate_indices(region)  # validates the name
     return region, a
-
-
-def gate_logit(a: float) -> float:
-    """``carry_logit`` of gate ``a``: exact 0 and 1 become ±30 (a gate 1e-13 from them)."""
-    if a <= 0.0:
-        return -30.0
-    if a >= 1.0:
-        return 30.0
-    return math.log(a / (1.0 - a))
 
 
 def summary(fitter) -> str:
@@ -119,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with torch.no_grad():
         for region, a in gates:
-            fitter.carry_logit[gate_indices(region)] = gate_logit(a)
+            fitter.carry_logit[gate_indices(region)] = carry_logit(a)
     if joints is not None:
         state = fitter.state_dict()
         fitter = type(fitter)(fitter.body, replace(fitter.cfg, regressor_joints=tuple(joints)))
