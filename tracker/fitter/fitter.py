@@ -38,7 +38,7 @@ root orientation and the leg chain (:data:`REGRESSOR_JOINT_NAMES`). Translation 
 other joint are still refined. The root orientation joined in session 9: with the GRU of
 session 3 and Φ of session 8 (first 600 frames of 21 training clips, clean, streaming), the
 iterations turned the root away from Φ's better guess, head V2V 17.5 → 13.7 mm and lower
-body 13.21 → 13.04 cm when they leave it alone (``tools/set_carry_gates.py``; the model
+body 13.21 → 13.04 cm when they leave it alone (``tools/fit_settings.py``; the model
 card has the table).
 
 There is no Python branching on tensor values inside a fit and no autograd: a fit traces to

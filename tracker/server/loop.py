@@ -44,6 +44,7 @@ every dropped connection.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -372,6 +373,10 @@ class Server:
             return
         with self.lock:
             old, self.core.engine = self.core.engine.name, engine
+        # The new engine's objects live as long as the server: out of the collector's view,
+        # like everything loaded before serving (``tracker serve``). Freezing is a list move,
+        # not a collection, so it costs this tick nothing.
+        gc.freeze()
         rec = self.cfg.recorder
         if rec is not None:
             rec.write(ENGINE, now, msgpack.packb({"t": now, "engine": engine.name}))

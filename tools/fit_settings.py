@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Set a checkpoint's streaming carry gates by body region, and the joints left to Φ.
+"""Set a checkpoint's settings of the fit: carry gates, joints left to Φ, N, data-term weights.
 
-    python tools/set_carry_gates.py default.pt out.pt --gate translation=0 legs=0.25
-    python tools/set_carry_gates.py default.pt out.pt --regressor-joints pelvis legs
-    python tools/set_carry_gates.py default.pt          # print the gates, write nothing
+    python tools/fit_settings.py default.pt out.pt --gate translation=0 legs=0.25
+    python tools/fit_settings.py default.pt out.pt --regressor-joints pelvis legs
+    python tools/fit_settings.py default.pt out.pt --iterations 6 --data-term wrist=1.5
+    python tools/fit_settings.py default.pt          # print the settings, write nothing
+
+None of these changes a weight of the networks; each changes what the same networks do on
+every frame, so each is for ``trainer eval`` to judge (on clips the model trained on, to keep
+the held-out ones for the final figures).
 
 Each streamed frame starts from ``Φ(D) + a ⊙ (Θ(t-1) - Φ(D))`` (``tracker.fitter.fitter``):
 ``a`` is the carry gate, one per Θ entry, stored as ``carry_logit``. A gate of 0 starts every
@@ -13,22 +18,29 @@ every entry of the region (``A`` in [0, 1]; stored through ``tracker.fitter.fitt
 which keeps it within [1e-4, 1 - 1e-6], so 0 means 1e-4: an error decays to nothing in a frame).
 
 ``--regressor-joints`` sets ``FitterConfig.regressor_joints`` (the joints whose rotations the
-iterations leave to Φ and the gate) from joint or region names.
+iterations leave to Φ and the gate) from joint or region names. ``--iterations N`` sets
+``FitterConfig.iterations``, the number of update steps run on every frame (the networks are
+the same at every step, so a model trained with 5 runs with more or fewer; each step costs
+time in every engine). ``--data-term TERM=W`` sets a weight of the data term
+(``tracker.fitter.data_term.DataTermConfig``: ``head``, ``wrist``, ``tips``, ``floor``,
+``rot_scale``, ``robust_scale``); the iterations see the weighted residuals and gradients,
+so a weight changes both how hard a term pulls and what the networks are shown.
 
 Everything else (weights, meta) is copied unchanged; the written checkpoint's meta records
-what was set, under ``gates``.
+what was set, under ``gates``. (This tool was ``tools/set_carry_gates.py`` until session 10.)
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import torch
 
 from tracker.body.joints import JOINT_NAMES, LEG_JOINT_NAMES
 from tracker.fitter.checkpoint import CheckpointError, load_fitter, read_checkpoint, save_checkpoint
+from tracker.fitter.data_term import DataTermConfig
 from tracker.fitter.fitter import carry_logit
 
 REGIONS: dict[str, tuple[str, ...]] = {
@@ -67,6 +79,27 @@ def parse_gate(text: str) -> tuple[str, float]:
     return region, a
 
 
+DATA_TERMS = tuple(f.name for f in fields(DataTermConfig))
+
+
+def parse_weight(text: str) -> tuple[str, float]:
+    """``TERM=W`` -> ``(TERM, W)``: a field of ``DataTermConfig`` and a finite ``W``, positive
+    for the scales and at least 0 for the weights."""
+    term, sep, value = text.partition("=")
+    if not sep or term not in DATA_TERMS:
+        raise ValueError(f"--data-term: expected TERM=W with TERM one of {', '.join(DATA_TERMS)}, "
+                         f"got {text!r}")
+    try:
+        w = float(value)
+    except ValueError:
+        raise ValueError(f"--data-term {term}: {value!r} is not a number") from None
+    low_ok = w > 0 if term.endswith("_scale") else w >= 0
+    if not (low_ok and w < float("inf")):
+        raise ValueError(f"--data-term {term}: {value} must be finite and "
+                         f"{'above 0' if term.endswith('_scale') else 'at least 0'}")
+    return term, w
+
+
 def summary(fitter) -> str:
     """One line per region: its gates' range."""
     a = torch.sigmoid(fitter.carry_logit.detach())
@@ -76,6 +109,9 @@ def summary(fitter) -> str:
         lo, hi = v.min().item(), v.max().item()
         lines.append(f"  {region:<12} {lo:.3f}" + (f"..{hi:.3f}" if hi - lo > 5e-4 else ""))
     lines.append(f"  regressor joints: {', '.join(fitter.cfg.regressor_joints) or 'none'}")
+    lines.append(f"  iterations: {fitter.cfg.iterations}")
+    d = fitter.cfg.data_term
+    lines.append("  data term: " + ", ".join(f"{k} {getattr(d, k):g}" for k in DATA_TERMS))
     return "\n".join(lines)
 
 
@@ -87,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"regions: {', '.join(REGIONS)}, translation, or a joint name")
     ap.add_argument("--regressor-joints", nargs="+", metavar="NAME",
                     help="joints (or regions) the iterations leave to Φ")
+    ap.add_argument("--iterations", type=int, metavar="N",
+                    help="update steps per frame (FitterConfig.iterations, at least 1)")
+    ap.add_argument("--data-term", nargs="+", default=[], metavar="TERM=W",
+                    help=f"data-term weights: {', '.join(DATA_TERMS)}")
     args = ap.parse_args(argv)
     try:
         gates = [parse_gate(g) for g in args.gate]
@@ -99,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                         raise ValueError(f"--regressor-joints: unknown joint or region {name!r}")
                     if j not in joints:
                         joints.append(j)
-        if (gates or joints is not None) and not args.dst:
+        if args.iterations is not None and args.iterations < 1:
+            raise ValueError(f"--iterations must be at least 1, got {args.iterations}")
+        weights = dict(parse_weight(w) for w in args.data_term)
+        changes = gates or weights or joints is not None or args.iterations is not None
+        if changes and not args.dst:
             raise ValueError("give an output checkpoint to write the changes to")
         fitter = load_fitter(args.src)
         meta = dict(read_checkpoint(args.src).get("meta", {}))
@@ -112,11 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         for region, a in gates:
             fitter.carry_logit[gate_indices(region)] = carry_logit(a)
+    cfg = fitter.cfg
     if joints is not None:
+        cfg = replace(cfg, regressor_joints=tuple(joints))
+    if args.iterations is not None:
+        cfg = replace(cfg, iterations=args.iterations)
+    if weights:
+        cfg = replace(cfg, data_term=replace(cfg.data_term, **weights))
+    if cfg is not fitter.cfg:
         state = fitter.state_dict()
-        fitter = type(fitter)(fitter.body, replace(fitter.cfg, regressor_joints=tuple(joints)))
+        fitter = type(fitter)(fitter.body, cfg)
         fitter.load_state_dict(state)
     meta["gates"] = {"set": dict(gates), "regressor_joints": list(fitter.cfg.regressor_joints),
+                     "iterations": fitter.cfg.iterations, "data_term": weights,
                      "from": str(args.src)}
     save_checkpoint(args.dst, fitter, meta=meta)
     print(f"{args.dst}:\n{summary(load_fitter(args.dst))}")

@@ -1,4 +1,5 @@
-"""tools/set_carry_gates.py sets the streaming carry gates by region and the joints left to Φ."""
+"""tools/fit_settings.py sets carry gates by region, the joints left to Φ, N and data-term
+weights, and nothing else."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tracker.body.joints import JOINT_NAMES
 from tracker.fitter.checkpoint import load_fitter, save_checkpoint
 from tracker.fitter.fitter import FitterConfig, NeuralFitter
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "set_carry_gates.py"
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "fit_settings.py"
 
 
 def run_tool(*args) -> subprocess.CompletedProcess:
@@ -52,10 +53,28 @@ def test_gates_and_regressor_joints_are_written_and_nothing_else(tmp_path):
     assert "translation  0.000" in res.stdout
 
 
+def test_iterations_and_data_term_are_written_with_the_same_weights(tmp_path):
+    src, dst = small_checkpoint(tmp_path / "a.pt"), tmp_path / "b.pt"
+    res = run_tool(src, dst, "--iterations", "3", "--data-term", "wrist=1.5", "head=0")
+    assert res.returncode == 0, res.stderr
+    a, b = load_fitter(src), load_fitter(dst)
+    assert a.cfg.iterations == 1 and b.cfg.iterations == 3
+    assert (b.cfg.data_term.wrist, b.cfg.data_term.head) == (1.5, 0.0)
+    assert b.cfg.data_term.tips == a.cfg.data_term.tips
+    assert b.cfg.regressor_joints == a.cfg.regressor_joints
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert "iterations: 3" in res.stdout and "wrist 1.5" in res.stdout
+    meta = torch.load(dst, weights_only=True)["meta"]["gates"]
+    assert meta["iterations"] == 3 and meta["data_term"] == {"wrist": 1.5, "head": 0.0}
+
+
 def test_bad_region_or_value_is_one_line_and_writes_nothing(tmp_path):
     src, dst = small_checkpoint(tmp_path / "a.pt"), tmp_path / "b.pt"
     for args in (["--gate", "tail=0.5"], ["--gate", "legs=1.5"], ["--gate", "legs=x"],
-                 ["--regressor-joints", "left_kne"]):
+                 ["--regressor-joints", "left_kne"], ["--iterations", "0"],
+                 ["--data-term", "elbow=1"], ["--data-term", "wrist=-1"],
+                 ["--data-term", "robust_scale=0"], ["--data-term", "tips=nan"]):
         res = run_tool(src, dst, *args)
         assert res.returncode == 2, (args, res.stderr)
         assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
