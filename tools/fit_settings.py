@@ -24,7 +24,9 @@ the same at every step, so a model trained with 5 runs with more or fewer; each 
 time in every engine). ``--data-term TERM=W`` sets a weight of the data term
 (``tracker.fitter.data_term.DataTermConfig``: ``head``, ``wrist``, ``tips``, ``floor``,
 ``rot_scale``, ``robust_scale``); the iterations see the weighted residuals and gradients,
-so a weight changes both how hard a term pulls and what the networks are shown.
+so a weight changes both how hard a term pulls and what the networks are shown. With the
+bundled model's raised weights an odd N made streamed frames jitter and an even one did not
+(session 10's model card): check jitter whenever N or a weight changes.
 
 Everything else (weights, meta) is copied unchanged; the written checkpoint's meta records
 what was set, under ``gates``. (This tool was ``tools/set_carry_gates.py`` until session 10.)
