@@ -68,13 +68,21 @@ def gate_indices(region: str) -> list[int]:
     return [6 * JOINT_NAMES.index(n) + k for n in names for k in range(6)]
 
 
+def _name_and_number(text: str, option: str, form: str) -> tuple[str, float]:
+    """``NAME=X`` -> ``(NAME, float(X))``; a one-line ``ValueError`` naming ``option`` and the
+    expected ``form`` when there is no ``=`` or ``X`` is not a number."""
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: expected {form}") from None
+
+
 def parse_gate(text: str) -> tuple[str, float]:
     """``REGION=A`` -> ``(REGION, A)`` with ``A`` in ``[0, 1]``."""
-    region, _, value = text.partition("=")
-    try:
-        a = float(value)
-    except ValueError:
-        raise ValueError(f"--gate {text!r}: expected REGION=A with A a number in [0, 1]") from None
+    region, a = _name_and_number(text, "--gate", "REGION=A with A a number in [0, 1]")
     if not 0.0 <= a <= 1.0:
         raise ValueError(f"--gate {text!r}: the gate must lie in [0, 1]")
     gate_indices(region)  # validates the name
@@ -87,17 +95,13 @@ DATA_TERMS = tuple(f.name for f in fields(DataTermConfig))
 def parse_weight(text: str) -> tuple[str, float]:
     """``TERM=W`` -> ``(TERM, W)``: a field of ``DataTermConfig`` and a finite ``W``, positive
     for the scales and at least 0 for the weights."""
-    term, sep, value = text.partition("=")
-    if not sep or term not in DATA_TERMS:
-        raise ValueError(f"--data-term: expected TERM=W with TERM one of {', '.join(DATA_TERMS)}, "
-                         f"got {text!r}")
-    try:
-        w = float(value)
-    except ValueError:
-        raise ValueError(f"--data-term {term}: {value!r} is not a number") from None
+    form = f"TERM=W with TERM one of {', '.join(DATA_TERMS)} and W a number"
+    term, w = _name_and_number(text, "--data-term", form)
+    if term not in DATA_TERMS:
+        raise ValueError(f"--data-term {text!r}: expected {form}")
     low_ok = w > 0 if term.endswith("_scale") else w >= 0
     if not (low_ok and w < float("inf")):
-        raise ValueError(f"--data-term {term}: {value} must be finite and "
+        raise ValueError(f"--data-term {text!r}: W must be finite and "
                          f"{'above 0' if term.endswith('_scale') else 'at least 0'}")
     return term, w
 
