@@ -5,6 +5,7 @@ own session ids. The session-cap test fills the cap, so it runs after the others
 SIGTERM test stops the server, so it runs last.
 """
 
+import itertools
 import random
 import signal
 import time
@@ -68,6 +69,35 @@ def test_poses_follow_the_contract(server):
     assert poses[0]["state"] == "reset" and poses[1]["state"] == "ok"
     echoes = [m for t, m in msgs if t == b"frame/contract"]
     assert echoes and echoes[0]["seq"] == poses[0]["seq"]  # the ingest payload, echoed
+
+
+def test_frame_echo_follows_subscriptions(server):
+    """Echoes are built only while a subscription covers them: one that comes while poses
+    already flow (to a pose-only subscriber) gets them at once, each right before its pose,
+    and again after every earlier echo subscriber has gone."""
+    poses_only = server.subscriber(b"pose/echoes")
+    dev = server.device()
+    seq = iter(range(1, 10_000))
+
+    def stream_until(sub, done):
+        msgs = []
+        for _ in range(200):
+            send(dev, "echoes", [next(seq)])
+            msgs += collect(sub, 0.05)
+            if done(msgs):
+                return msgs
+        raise AssertionError(f"not seen in 200 frames: {[t for t, _ in msgs][:10]}")
+
+    stream_until(poses_only, lambda m: len(poses_of(m, "echoes")) >= 3)
+    for _ in range(2):  # the second round: after the first echo subscriber closed
+        viewer = server.subscriber(b"frame/echoes", b"pose/echoes")
+        msgs = stream_until(viewer, lambda m: sum(t == b"frame/echoes" for t, _ in m) >= 3)
+        viewer.close(0)
+        pairs = [(a, b) for a, b in itertools.pairwise(msgs) if a[0] == b"frame/echoes"]
+        assert pairs and all(b[0] == b"pose/echoes" and a[1]["seq"] == b[1]["seq"]
+                             for a, b in pairs)
+        time.sleep(0.3)  # the server reads the unsubscription
+    assert not any(t.startswith(b"frame/") for t, _ in collect(poses_only, 0.2))
 
 
 def test_latest_frame_wins_and_dropped_counted(server):

@@ -87,12 +87,13 @@ def run(args) -> int:
         import zmq
 
         from tracker.protocol import frame_topic, pose_topic, skeleton_topic
-        from tracker.server.skeleton import read_subscriptions
+        from tracker.server.subscriptions import Subscriptions
 
         ctx = zmq.Context.instance()
         pub = ctx.socket(zmq.XPUB)  # as serve: subscribing asks for the current skeletons
         pub.setsockopt(zmq.XPUB_VERBOSE, 1)
         pub.setsockopt(zmq.LINGER, 200)
+        subscriptions = Subscriptions()
         try:
             pub.bind(args.publish)
         except zmq.ZMQError as exc:
@@ -104,7 +105,7 @@ def run(args) -> int:
                                                                "betas")})
         if pub is not None:
             s = msg["session"]
-            due = core.skeletons_for(read_subscriptions(pub))
+            due = core.skeletons_for(subscriptions.read(pub))
             sk = core.skeletons.get(s)
             if sk is not None and sk is not skeletons_sent.get(s):  # a new session or shape
                 skeletons_sent[s] = sk

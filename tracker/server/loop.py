@@ -78,7 +78,7 @@ from tracker.server.security import (
     stop_authenticator,
 )
 from tracker.server.serve_log import ServeLog, counts
-from tracker.server.skeleton import read_subscriptions
+from tracker.server.subscriptions import Subscriptions
 
 RECONNECT_WINDOW_NS = 500_000_000
 SUBSCRIPTION_POLL_S = 0.05
@@ -94,7 +94,8 @@ class ServerConfig:
     keys: CurveKeys | None = None
     recorder: RecordingWriter | None = None
     echo_frames: bool = True
-    """Also publish ``frame/<session>`` (the fitted frame, re-encoded) for viewers."""
+    """Also publish ``frame/<session>`` (the fitted frame, re-encoded) for viewers; encoded
+    only while some subscriber's prefix covers that topic (``tracker.server.subscriptions``)."""
     log: ServeLog | None = None
     """Where session events, periodic totals and errors go (``None``: a quiet log)."""
     faults: FaultInjection = FaultInjection()
@@ -124,6 +125,7 @@ class Server:
         """Why the server had to stop (a watched thread died), else ``None``."""
         self.ingest_errors = 0
         self.not_recorded = 0
+        self.subscriptions = Subscriptions()  # of ``out``; read by the tick loop only
         self._errors: deque = deque(maxlen=256)  # (key, text) from the receiver thread
         self._next_housekeeping = 0
         self._rec_error_seen = False
@@ -403,7 +405,7 @@ class Server:
     def _answer_subscriptions(self) -> None:
         """Publish the current skeletons that new subscriptions cover (subscribing is the
         request); the recording keeps only those sent by ticks (:meth:`_publish`)."""
-        prefixes = read_subscriptions(self.out)
+        prefixes = self.subscriptions.read(self.out)
         if not prefixes:
             return
         with self.lock:
@@ -419,9 +421,10 @@ class Server:
             self.out.send_multipart([topic, data])
             if rec is not None:
                 rec.write(topic.decode(), out.t, data)
+        echo, subs = self.cfg.echo_frames, self.subscriptions
         for p in out.poses:
-            if self.cfg.echo_frames:
-                self.out.send_multipart([frame_topic(p.session), p.echo()])
+            if echo and subs.covers(topic := frame_topic(p.session)):
+                self.out.send_multipart([topic, p.echo()])
             t_pub = self.clock()
             data = finish_pose(p.msg, t_pub)
             topic = pose_topic(p.session)

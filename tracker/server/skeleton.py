@@ -19,14 +19,14 @@ When it is sent (``tracker.server.loop``): before the first pose of a session, a
 the session's profile (shape) changes, and whenever a subscription arrives whose prefix
 covers ``skeleton/<session>`` (``b""``, ``b"skeleton/"``, ``b"skeleton/<session>"``...): the
 output socket is an XPUB with ``ZMQ_XPUB_VERBOSE``, so the server sees every subscription,
-repeated ones included, and subscribing *is* the request.
+repeated ones included, and subscribing *is* the request
+(``tracker.server.subscriptions``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import zmq
 from torch import Tensor
 
 from tracker.body.joints import JOINT_NAMES, PARENTS
@@ -35,8 +35,6 @@ from tracker.protocol import SKELETON_TOPIC_PREFIX, VERSION, encode_pose
 FRAME = "right-handed, +Y up, metres; at zero pose the body faces +Z (OpenXR stage axes)"
 POSE_LAYOUT = ("axis-angle per joint, local to parent, AMASS order: pose[3j:3j+3] rotates "
                "joints[j] (global orient, 21 body, 15 left hand, 15 right hand)")
-MAX_SUBSCRIPTIONS_PER_CALL = 256
-"""Subscription messages read per :func:`read_subscriptions` call (bounds a tick's work)."""
 
 
 _REST: dict[tuple, np.ndarray] = {}
@@ -65,21 +63,6 @@ def skeleton_message(body, session: str, betas: Tensor) -> dict:
 def encode_skeleton(msg: dict) -> bytes:
     """Pack a skeleton map (floats as float32, like poses)."""
     return encode_pose(msg)
-
-
-def read_subscriptions(sock: zmq.Socket, limit: int = MAX_SUBSCRIPTIONS_PER_CALL) -> list[bytes]:
-    """The topic prefixes of the subscriptions waiting on an XPUB ``sock`` (never blocks).
-
-    An XPUB delivers each subscription as one message, ``b"\\x01" + prefix`` (``b"\\x00"``:
-    an unsubscription, skipped)."""
-    out = []
-    for _ in range(limit):
-        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            break
-        msg = sock.recv(zmq.NOBLOCK)
-        if msg[:1] == b"\x01":
-            out.append(bytes(msg[1:]))
-    return out
 
 
 def wanted(prefixes, session: str) -> bool:
