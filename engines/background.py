@@ -115,7 +115,14 @@ class BackgroundBuild:
             self.log(f"engines: {self.name} could not be built ({self.error}); staying on eager")
         return None
 
-    def stop(self) -> None:
-        """Stop a build still running (the server is closing)."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop a build still running (the server is closing) and wait for it to end, so no
+        build outlives the server (killed after ``timeout`` seconds)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
