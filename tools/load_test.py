@@ -186,24 +186,31 @@ def latency_figures(col: Collector, skip_s: float = 1.0) -> dict:
             "max_age_ticks": st["max_age_ticks"], "poses": len(p)}
 
 
+def drive(args, heads, rate: float, seconds: float, timeout: float = 60.0):
+    """A fresh server fed ``heads`` at ``rate`` for ``seconds``, read until every frame is
+    received and counted; returns ``(server, collector, last status, frames sent)``."""
+    srv = Server(args)
+    col = Collector(srv)
+    dev = srv.device()
+    sent: Counter = Counter()
+    stream(dev, heads, rate, seconds, sent)
+    n = sum(sent.values())
+    st = col.wait_status(lambda s: s["received"] == n
+                         and s["fitted"] + s["dropped"] == s["received"], timeout=timeout)
+    col.stop_flag = True
+    return srv, col, st, n
+
+
 def scenario_single(args) -> dict:
     out = {}
     heads = headsets(1, 90, args.seconds)
     for name, rate in (("single", 90.0), ("single_slow", None)):
-        srv = Server(args)
-        col = Collector(srv)
-        dev = srv.device()
         if rate is None:  # a rate the engine keeps up with: half of 1 / fit p99
             fit = out["single"]["fit_ms"].get("p99", 10.0)
             rate = min(90.0, 500.0 / max(fit, 1e-3))
-        sent: Counter = Counter()
-        stream(dev, heads, rate, args.seconds, sent)
-        n = sum(sent.values())
-        st = col.wait_status(lambda s, n=n: s["received"] == n
-                             and s["fitted"] + s["dropped"] == s["received"])
-        col.stop_flag = True
+        srv, col, st, n = drive(args, heads, rate, args.seconds)
         fig = latency_figures(col)
-        fig.update(rate_hz=round(rate, 2), sent=sum(sent.values()), fitted=st["fitted"],
+        fig.update(rate_hz=round(rate, 2), sent=n, fitted=st["fitted"],
                    dropped=st["dropped"], rc=srv.stop())
         p99, fit99 = fig["latency_ms"]["p99"], fig["fit_ms"]["p99"]
         fig["target_p99_le_fit_plus_1ms"] = bool(p99 <= fit99 + 1.0)
@@ -213,14 +220,7 @@ def scenario_single(args) -> dict:
 
 def scenario_eight(args) -> dict:
     heads = headsets(8, 90, 60.0)
-    srv = Server(args)
-    col = Collector(srv)
-    dev = srv.device()
-    sent: Counter = Counter()
-    stream(dev, heads, 90.0, args.eight_seconds, sent)
-    st = col.wait_status(lambda s: s["received"] == sum(sent.values())
-                         and s["fitted"] + s["dropped"] == s["received"])
-    col.stop_flag = True
+    srv, col, st, n = drive(args, heads, 90.0, args.eight_seconds)
     p = col.poses
     t0 = min(x[2] for x in p)
     minutes = defaultdict(list)
@@ -232,7 +232,7 @@ def scenario_eight(args) -> dict:
     full = [v for m, v in per_min.items() if v["n"] > 100]
     fig = latency_figures(col)
     fig.update(
-        seconds=args.eight_seconds, sent=sum(sent.values()), fitted=st["fitted"],
+        seconds=args.eight_seconds, sent=n, fitted=st["fitted"],
         dropped=st["dropped"], per_minute_latency_ms=per_min,
         p99_first_last_minute=[full[0]["p99"], full[-1]["p99"]] if full else None,
         age_in_90hz_periods=pct(periods), rc=srv.stop(),
@@ -249,15 +249,7 @@ def scenario_busy(args) -> dict:
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                for _ in range(args.busy)]
     try:
-        srv = Server(args)
-        col = Collector(srv)
-        dev = srv.device()
-        sent: Counter = Counter()
-        stream(dev, heads, 90.0, args.seconds, sent)
-        n = sum(sent.values())
-        st = col.wait_status(lambda s: s["received"] == n
-                             and s["fitted"] + s["dropped"] == s["received"])
-        col.stop_flag = True
+        srv, col, st, n = drive(args, heads, 90.0, args.seconds)
         fig = latency_figures(col)
         fig.update(busy_processes=args.busy, sent=n, fitted=st["fitted"],
                    dropped=st["dropped"], answered=round(st["fitted"] / max(n, 1), 4),
@@ -272,16 +264,8 @@ def scenario_busy(args) -> dict:
 
 def scenario_overload(args) -> dict:
     heads = headsets(1, 1000, 10.0)
-    srv = Server(args)
-    col = Collector(srv)
-    dev = srv.device()
-    sent: Counter = Counter()
-    stream(dev, heads, 1000.0, args.seconds, sent)
-    st = col.wait_status(lambda s: s["received"] == sum(sent.values())
-                         and s["fitted"] + s["dropped"] == s["received"], timeout=30)
-    col.stop_flag = True
+    srv, col, st, n = drive(args, heads, 1000.0, args.seconds, timeout=30)
     fig = latency_figures(col)
-    n = sum(sent.values())
     fig.update(sent=n, received=st["received"], fitted=st["fitted"], dropped=st["dropped"],
                achieved_rate_hz=round(n / args.seconds, 1), rc=srv.stop())
     fig["target_dropped_exact"] = st["received"] == n == st["fitted"] + st["dropped"]

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from tracker.body.joints import JOINT_NAMES, PARENTS
 from tracker.protocol import SKELETON_TOPIC_PREFIX, VERSION, encode_pose
+from tracker.server.subscriptions import covered
 
 FRAME = "right-handed, +Y up, metres; at zero pose the body faces +Z (OpenXR stage axes)"
 POSE_LAYOUT = ("axis-angle per joint, local to parent, AMASS order: pose[3j:3j+3] rotates "
@@ -67,5 +68,4 @@ def encode_skeleton(msg: dict) -> bytes:
 
 def wanted(prefixes, session: str) -> bool:
     """Whether a subscription to any of ``prefixes`` receives ``skeleton/<session>``."""
-    topic = SKELETON_TOPIC_PREFIX + session.encode()
-    return any(topic.startswith(p) for p in prefixes)
+    return covered(prefixes, SKELETON_TOPIC_PREFIX + session.encode())

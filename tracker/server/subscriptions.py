@@ -21,12 +21,17 @@ MAX_SUBSCRIPTIONS_PER_CALL = 256
 """Subscription messages read per :meth:`Subscriptions.read` call (bounds a tick's work)."""
 
 
+def covered(prefixes, topic: bytes) -> bool:
+    """Whether a subscription to any of ``prefixes`` receives ``topic`` (ZeroMQ filters by
+    prefix)."""
+    return any(topic.startswith(p) for p in prefixes)
+
+
 class Subscriptions:
     """The topic prefixes held on one XPUB socket (read by the thread that owns it)."""
 
     def __init__(self) -> None:
         self.prefixes: set[bytes] = set()
-        self._covered: dict[bytes, bool] = {}
 
     def read(self, sock: zmq.Socket, limit: int = MAX_SUBSCRIPTIONS_PER_CALL) -> list[bytes]:
         """Apply the subscription messages waiting on ``sock`` (never blocks); returns the
@@ -39,19 +44,11 @@ class Subscriptions:
             kind, prefix = msg[:1], bytes(msg[1:])
             if kind == b"\x01":
                 new.append(prefix)
-                if prefix not in self.prefixes:
-                    self.prefixes.add(prefix)
-                    self._covered.clear()
-            elif kind == b"\x00" and prefix in self.prefixes:
+                self.prefixes.add(prefix)
+            elif kind == b"\x00":
                 self.prefixes.discard(prefix)
-                self._covered.clear()
         return new
 
     def covers(self, topic: bytes) -> bool:
         """Whether some subscriber receives ``topic`` now (one of its prefixes starts it)."""
-        hit = self._covered.get(topic)
-        if hit is None:
-            if len(self._covered) > 4096:  # many short-lived sessions: forget old topics
-                self._covered.clear()
-            hit = self._covered[topic] = any(topic.startswith(p) for p in self.prefixes)
-        return hit
+        return covered(self.prefixes, topic)
