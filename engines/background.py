@@ -2,19 +2,25 @@
 
 A compiled engine that is not in the cache yet takes minutes to build (inductor: about
 170 s on this project's 2-core CPU). Rather than answer nothing for that long, a server
-starts on the eager engine (no build) and runs :class:`BackgroundBuild`:
+starts on the eager engine (no build) and runs :class:`BackgroundBuild`, one stage per
+artifact set (the full fit, then the light fit at fewer iterations when the server has one:
+``Engine.light``, ``tracker.server.pacing``):
 
 1. a child process (``python -m engines.prebuild``, lowest CPU priority) builds every slot
-   the compiled engine needs into the engine cache, printing one line per step;
+   the stage needs into the engine cache, printing one line per step;
 2. a thread of this process then loads the artifacts (no build: same checkpoint, body model
    and code, so the same cache keys) and runs each slot once, so the first real call pays
    no first-use cost;
 3. the serving loop calls :meth:`BackgroundBuild.poll` between ticks and switches engines
-   when it returns the new one. Every engine carries the same :class:`~engines.base.FitState`
-   (CPU tensors for CPU engines), so sessions continue across the switch without a reset.
+   when it returns one: after the full stage the compiled engine (no light fit yet: the
+   eager one is slower than the compiled full fit), after the light stage the same engine
+   with its compiled light fit. Every engine carries the same :class:`~engines.base.
+   FitState` (CPU tensors for CPU engines), so sessions continue across a switch without a
+   reset.
 
 For a static engine every batch bucket is built before the switch, so no tick waits on a
-build afterwards.
+build afterwards. A server whose full engine is cached but whose light one is not serves
+the full engine at once and builds only the light stage.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from engines.base import CompiledEngine, Engine
@@ -34,18 +42,41 @@ from engines.flat import example_inputs
 _REPO = Path(__file__).resolve().parent.parent
 
 
+@dataclass
+class Stage:
+    """One build: ``make()`` returns the engine once its artifacts are in the cache;
+    ``iterations`` (``None``: the checkpoint's) goes to ``engines.prebuild``."""
+
+    label: str
+    make: Callable[[], Engine]
+    iterations: int | None = None
+
+
 class BackgroundBuild:
     """Build engine ``name`` for a checkpoint off the serving path; see the module docstring.
 
+    Args:
+        make: the full compiled engine (``None``: it is cached and already serving, as
+            ``base``; only the light stage runs).
+        light: ``(iterations, make)`` of the light fit to build after it, or ``None``.
+        base: the engine serving now, used when ``make`` is ``None``.
+
     Attributes:
-        state: ``building``, ``loading``, ``ready`` (handed over by :meth:`poll`), ``failed``.
+        state: ``building``, ``loading``, ``ready`` (every stage handed over by
+            :meth:`poll`), ``failed``. stage: the label of the stage running.
         error: why it failed (one line), else ``None``.
     """
 
-    def __init__(self, name: str, make: Callable[[], Engine], checkpoint: str | None = None,
-                 body_model: str | None = None, buckets: Sequence[int] = BUCKETS,
-                 log: Callable[[str], None] = print, nice: int = 10):
-        self.name, self._make, self.buckets, self.log = name, make, tuple(buckets), log
+    def __init__(self, name: str, make: Callable[[], Engine] | None,
+                 checkpoint: str | None = None, body_model: str | None = None,
+                 buckets: Sequence[int] = BUCKETS, log: Callable[[str], None] = print,
+                 nice: int = 10, light: tuple[int, Callable[[], Engine]] | None = None,
+                 base: Engine | None = None):
+        self.name, self.buckets, self.log = name, tuple(buckets), log
+        self.stages = ([Stage("full", make)] if make is not None else []) + (
+            [Stage("light", light[1], light[0])] if light is not None else [])
+        if not self.stages:
+            raise ValueError("nothing to build")
         self._argv = [sys.executable, "-m", "engines.prebuild", "--engine", name,
                       "--buckets", *map(str, self.buckets)]
         if checkpoint:
@@ -54,16 +85,21 @@ class BackgroundBuild:
             self._argv += ["--body-model", str(body_model)]
         self._nice = nice
         self.state = "building"
+        self.stage = self.stages[0].label
         self.error: str | None = None
         self._reported = False
         self.started = time.monotonic()
-        self._engine: Engine | None = None
+        self._current = base
+        self._ready: deque[tuple[str, Engine]] = deque()
         self._proc: subprocess.Popen | None = None
+        self._stopping = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="engine-build", daemon=True)
 
     def start(self) -> BackgroundBuild:
-        self.log(f"engines: serving on eager while {self.name} builds in the background "
-                 "(minutes, once; cached)")
+        what = " and ".join(f"its {s.label} fit" for s in self.stages)
+        self.log(f"engines: building {self.name} in the background ({what}; minutes, once; "
+                 "cached)")
         self._thread.start()
         return self
 
@@ -73,52 +109,85 @@ class BackgroundBuild:
 
     def _run(self) -> None:
         try:
-            nice = self._nice
-            self._proc = subprocess.Popen(
-                self._argv, cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                preexec_fn=(lambda: os.nice(nice)) if hasattr(os, "nice") else None)
-            tail = []
-            for line in self._proc.stdout:
-                line = line.rstrip()
-                if line.startswith(("prebuild:", "engines:")):
-                    self.log(f"engines: [{self.seconds:.0f} s] {line.split(':', 1)[1].strip()}")
-                elif line:
-                    tail = (tail + [line])[-3:]
-            if self._proc.wait() != 0:
-                raise RuntimeError(f"the build exited with status {self._proc.returncode}"
-                                   + (f": {tail[-1]}" if tail else ""))
-            self.state = "loading"
-            engine = self._make()
-            if isinstance(engine, CompiledEngine):
-                if engine.missing(self.buckets):
-                    raise RuntimeError("the built artifacts are not in the cache")
-                engine.warmup(self.buckets)
-                for slot in engine.slots(self.buckets):  # first calls allocate: not in a tick
-                    B = slot if isinstance(slot, int) else 1
-                    engine.runner(slot)(*example_inputs(engine.fitter, B, device=engine.device))
-            self._engine = engine
-        except Exception as exc:  # reported by poll(); the server goes on with eager
+            for stage in self.stages:
+                self.stage, self.state = stage.label, "building"
+                self._build(stage)
+                self.state = "loading"
+                engine = self._load(stage)
+                if stage.label == "light":
+                    if self._current is None:
+                        raise RuntimeError("no engine to add the light fit to")
+                    engine = self._current.with_light(engine)
+                self._current = engine
+                self._ready.append((stage.label, engine))
+        except Exception as exc:  # reported by poll(); the server goes on as it is
             self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.state = "failed"
 
+    def _build(self, stage: Stage) -> None:
+        """Run ``engines.prebuild`` for ``stage`` in a low-priority child process."""
+        argv = self._argv + ([] if stage.iterations is None
+                             else ["--iterations", str(stage.iterations)])
+        nice = self._nice
+        with self._lock:  # stop() either sees this process or stops it from starting
+            if self._stopping:
+                raise RuntimeError("stopped")
+            self._proc = subprocess.Popen(
+                argv, cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                preexec_fn=(lambda: os.nice(nice)) if hasattr(os, "nice") else None)
+        tail = []
+        for line in self._proc.stdout:
+            line = line.rstrip()
+            if line.startswith(("prebuild:", "engines:")):
+                self.log(f"engines: [{self.seconds:.0f} s] {line.split(':', 1)[1].strip()}")
+            elif line:
+                tail = (tail + [line])[-3:]
+        if self._proc.wait() != 0:
+            raise RuntimeError(f"the build exited with status {self._proc.returncode}"
+                               + (f": {tail[-1]}" if tail else ""))
+
+    def _load(self, stage: Stage) -> Engine:
+        """The stage's engine from the cache, each slot run once (first calls allocate:
+        not in a tick)."""
+        engine = stage.make()
+        if isinstance(engine, CompiledEngine):
+            if engine.missing(self.buckets):
+                raise RuntimeError("the built artifacts are not in the cache")
+            engine.warmup(self.buckets)
+            for slot in engine.slots(self.buckets):
+                B = slot if isinstance(slot, int) else 1
+                engine.runner(slot)(*example_inputs(engine.fitter, B, device=engine.device))
+        return engine
+
     def poll(self) -> Engine | None:
-        """The built engine, once (then ``state`` is ``ready``); ``None`` until then or if
-        the build failed (``state`` ``failed``, logged once)."""
-        if self._engine is not None and self.state == "loading":
-            self.state = "ready"
-            self.log(f"engines: switched to {self.name} after {self.seconds:.0f} s")
-            engine, self._engine = self._engine, None
+        """The next engine to switch to, once each (``state`` is ``ready`` after the last);
+        ``None`` until then or if the build failed (``state`` ``failed``, logged once)."""
+        if self._ready:
+            label, engine = self._ready.popleft()
+            if label == self.stages[-1].label:
+                self.state = "ready"
+            N, light = engine.iterations
+            what = f"{self.name}" if label == "full" else f"the light fit of {self.name}"
+            self.log(f"engines: switched to {what} after {self.seconds:.0f} s "
+                     f"({N} iterations" + (f", {light} under load)" if light else ")"))
             return engine
         if self.state == "failed" and not self._reported:
             self._reported = True
-            self.log(f"engines: {self.name} could not be built ({self.error}); staying on eager")
+            if self.stage == "full":
+                self.log(f"engines: {self.name} could not be built ({self.error}); staying "
+                         "on eager")
+            else:
+                self.log(f"engines: the light fit of {self.name} could not be built "
+                         f"({self.error}); every tick runs the full fit")
         return None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop a build still running (the server is closing) and wait for it to end, so no
         build outlives the server (killed after ``timeout`` seconds)."""
-        proc = self._proc
+        with self._lock:
+            self._stopping = True  # no further stage starts
+            proc = self._proc
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:

@@ -21,6 +21,7 @@ batch buckets ``1, 2, 4, ..., 256`` (``engines.buckets``).
 
 from __future__ import annotations
 
+import copy
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -147,9 +148,25 @@ class Engine(ABC):
 
     name: str = "?"
     precision: str = "fp32"
+    light: Engine | None = None
+    """The same backend on the fitter with fewer iterations (``NeuralFitter.with_iterations``):
+    what a server runs for a tick that the full fit would make late (``tracker.server.
+    pacing``). ``None``: there is none (every tick runs the full fit)."""
 
     def __init__(self, fitter: NeuralFitter):
         self.fitter = fitter.eval()
+
+    def with_light(self, light: Engine | None) -> Engine:
+        """This engine (sharing its loaded artifacts) with ``light`` as its light fit."""
+        pair = copy.copy(self)
+        pair.light = light
+        return pair
+
+    @property
+    def iterations(self) -> tuple[int, int | None]:
+        """``(N, N_light)``: iterations per frame of the full fit and of the light one."""
+        light = self.light.fitter.cfg.iterations if self.light is not None else None
+        return self.fitter.cfg.iterations, light
 
     @property
     def device(self) -> torch.device:
@@ -170,7 +187,9 @@ class Engine(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What runs: for logs, the server's status and benchmark reports."""
-        return {"engine": self.name, "precision": self.precision, "device": str(self.device)}
+        N, light = self.iterations
+        return {"engine": self.name, "precision": self.precision, "device": str(self.device),
+                "iterations": N, "light_iterations": light}
 
     @abstractmethod
     def fit(self, batch: FitBatch) -> FitResult:

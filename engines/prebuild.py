@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--buckets", type=int, nargs="*", default=None,
                     help="batch sizes to build for (default: every bucket)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    ap.add_argument("--iterations", type=int, default=None, metavar="N",
+                    help="build the fit at N iterations per frame (a server's light fit, "
+                         "NeuralFitter.with_iterations; default: the checkpoint's)")
     args = ap.parse_args(argv)
 
     import torch
@@ -35,15 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     fitter = load_fitter(args.checkpoint, load_body_model(args.body_model))
+    if args.iterations is not None:
+        fitter = fitter.with_iterations(args.iterations)
     engine = make_engine(args.engine, fitter, prepare=False)
     if not isinstance(engine, CompiledEngine):
         print(f"prebuild: {engine.name} needs no build", flush=True)
         return 0
     slots = engine.missing(args.buckets or BUCKETS)
-    print(f"prebuild: {engine.name}: {len(slots)} artifact(s) to build", flush=True)
+    what = f"{engine.name} at {fitter.cfg.iterations} iterations"
+    print(f"prebuild: {what}: {len(slots)} artifact(s) to build", flush=True)
     for i, slot in enumerate(slots, 1):
         engine.runner(slot)
-        print(f"prebuild: {engine.name} {i}/{len(slots)} built (batch {slot}, "
+        print(f"prebuild: {what} {i}/{len(slots)} built (batch {slot}, "
               f"{time.perf_counter() - t0:.0f} s)", flush=True)
     return 0
 

@@ -73,10 +73,13 @@ def resolve_engine_name(name: str) -> str:
 
 
 def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path | None = None,
-                prepare: bool = True, **options) -> Engine:
+                prepare: bool = True, light_iterations: int | None = None,
+                **options) -> Engine:
     """The engine ``name`` for ``fitter`` (see the module docstring for the names).
 
     Args:
+        light_iterations: also make the same backend for ``fitter.with_iterations(n)`` as
+            the engine's ``light`` fit (``Engine.light``; ``None``: none).
         cache: engine cache directory (default ``$FITSTREAM_CACHE`` or
             ``~/.cache/fitstream/engines``) or an :class:`EngineCache`.
         prepare: build or load the compiled artifact for batch 1 now (minutes the first
@@ -101,11 +104,10 @@ def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path
         candidates = [requested]
     for candidate in candidates:
         try:
-            if candidate == "eager":
-                return EagerEngine(fitter)
-            engine = ENGINES[candidate](fitter, cache=cache, **options)
-            if prepare and isinstance(engine, CompiledEngine):
-                engine.warmup([1])  # fail here, not at the first tick
+            engine = _make_one(candidate, fitter, cache, prepare, options)
+            if light_iterations:
+                light = fitter.with_iterations(light_iterations)
+                engine = engine.with_light(_make_one(candidate, light, cache, prepare, options))
             return engine
         except Exception as exc:
             if requested != "auto":
@@ -115,3 +117,12 @@ def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path
             warnings.warn(f"engine {candidate!r} failed to build ({exc}); trying the next",
                           stacklevel=2)
     return EagerEngine(fitter)  # pragma: no cover - eager is always the last candidate
+
+
+def _make_one(name: str, fitter: NeuralFitter, cache, prepare: bool, options: dict) -> Engine:
+    if name == "eager":
+        return EagerEngine(fitter)
+    engine = ENGINES[name](fitter, cache=cache, **options)
+    if prepare and isinstance(engine, CompiledEngine):
+        engine.warmup([1])  # fail here, not at the first tick
+    return engine

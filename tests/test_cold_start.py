@@ -51,7 +51,7 @@ def _serve_from_cold(tmp_path, *extra: str, until, rate: float = 90.0):
     pytest.importorskip("onnxruntime")
     rec = tmp_path / "cold.mcap"
     st = {"t0": time.monotonic(), "first_pose": None, "switched": None, "poses": [],
-          "engines": [], "builds": []}
+          "engines": [], "builds": [], "iterations": [], "light_in": None}
     server = ServerProc("--record", str(rec), *extra, engine="onnxruntime", wait=False,
                         env={"FITSTREAM_CACHE": str(tmp_path / "cache")})
     stop = threading.Event()
@@ -76,8 +76,13 @@ def _serve_from_cold(tmp_path, *extra: str, until, rate: float = 90.0):
             if topic == b"status":
                 st["engines"].append(msg["engine"])
                 st["builds"].append(msg.get("engine_build", {}).get("state"))
+                it = (msg["engine"], msg["iterations"]["full"], msg["iterations"]["light"])
+                if not st["iterations"] or st["iterations"][-1] != it:
+                    st["iterations"].append(it)
                 if msg["engine"] == "onnxruntime" and st["switched"] is None:
                     st["switched"] = now
+                if it[0] == "onnxruntime" and it[2] and st["light_in"] is None:
+                    st["light_in"] = now
             else:
                 st["first_pose"] = st["first_pose"] or now
                 st["poses"].append((now, msg))
@@ -119,21 +124,27 @@ def _read(path: Path) -> bytes:
 
 @pytest.mark.slow
 def test_switches_to_the_built_engine_between_ticks(tmp_path):
-    """The switch itself, on a small checkpoint (its build takes about a minute, not eight):
-    no session reset, no gap in the poses, and a replay switches at the same tick. 15 Hz: on
-    two cores the eager engine at 90 Hz would take the build's core too, and the replay
-    fits every recorded frame."""
+    """The switches themselves, on a small checkpoint (its builds take about a minute, not
+    eight): to the compiled full fit, then to the same engine with its compiled light fit (4
+    and 2 iterations), with no session reset, no gap in the poses, and a replay that
+    switches at the same ticks and gives the same poses. 15 Hz: on two cores the eager
+    engine at 90 Hz would take the build's core too, and the replay fits every recorded
+    frame."""
     ckpt = save_checkpoint(tmp_path / "small.pt", NeuralFitter(
         load_body_model(), FitterConfig(hidden=32, layers=2, init_hidden=32, lg_hidden=16,
-                                        iterations=2)).eval())
+                                        iterations=4)).eval())
     st = _serve_from_cold(tmp_path, "--checkpoint", str(ckpt), rate=15.0, until=lambda s: (
-        s["switched"] is not None and time.monotonic() - s["switched"] > 2.0))
+        s["light_in"] is not None and time.monotonic() - s["light_in"] > 2.0))
     log, poses, switched = st["log"], st["poses"], st["switched"]
     assert st["rc"] == 0, log
     assert st["first_pose"] is not None and st["first_pose"] - st["t0"] <= FIRST_POSE_S, log
     assert st["engines"][0] == "eager" and switched is not None, log
     assert "building" in st["builds"] and st["builds"][-1] == "ready"
-    assert "engine eager -> onnxruntime" in log
+    # eager with its eager light fit, the compiled full fit alone, then with its light fit
+    assert st["iterations"] == [("eager", 4, 2), ("onnxruntime", 4, None),
+                                ("onnxruntime", 4, 2)], (st["iterations"], log)
+    assert "engine eager (light fit: 2 iterations) -> onnxruntime (sessions" in log, log
+    assert "engine onnxruntime -> onnxruntime (light fit: 2 iterations)" in log, log
     # sessions go on across the switch: no reset after the first pose (which the subscriber
     # may miss while it connects), poses keep coming
     assert "reset" not in [m["state"] for _, m in poses][1:]
@@ -149,3 +160,4 @@ def test_switches_to_the_built_engine_between_ticks(tmp_path):
                          env={**os.environ, "FITSTREAM_CACHE": str(tmp_path / "cache")})
     assert out.returncode == 0, out.stderr
     assert "switched to engine onnxruntime" in out.stderr
+    assert "cold: " in out.stdout and "(identical)" in out.stdout, out.stdout

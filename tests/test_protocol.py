@@ -221,6 +221,8 @@ class _EchoEngine:
 
     name = "echo"
     device = torch.device("cpu")
+    light = None  # no light fit (``Engine.light``)
+    iterations = (1, None)
 
     def __init__(self, body):
         self.fitter = type("F", (), {"body": body})()

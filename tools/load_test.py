@@ -79,6 +79,8 @@ class Server:
                str(args.threads), "--status-period", "0.5", *extra]
         if args.checkpoint:
             cmd += ["--checkpoint", args.checkpoint]
+        if args.light_iterations is not None:
+            cmd += ["--light-iterations", str(args.light_iterations)]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                                      env=dict(os.environ, PYTHONPATH=str(ROOT)))
         Server.started.append(self)
@@ -137,6 +139,16 @@ class Collector(threading.Thread):
             else:
                 self.poses.append((m["session"], m["seq"], m["t_recv"], m["t_pub"], m["state"]))
 
+    def wait_built(self) -> None:
+        """Wait until a background engine build (first run of a model) is over, so that
+        it does not share the CPU with the measurement."""
+        st = self.status
+        if st.get("engine_build", {}).get("state", "ready") not in ("ready", "failed"):
+            print("load test: waiting for the server's engine build (first run of this "
+                  "model: minutes)", file=sys.stderr, flush=True)
+            self.wait_status(lambda s: s["engine_build"]["state"] in ("ready", "failed"),
+                             timeout=3600)
+
     def wait_status(self, cond, timeout=60.0) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -181,7 +193,9 @@ def latency_figures(col: Collector, skip_s: float = 1.0) -> dict:
     t0 = min(x[2] for x in p)
     lat = [(x[3] - x[2]) / 1e6 for x in p if x[2] - t0 > skip_s * 1e9]
     st = col.status
-    return {"engine": st["engine"], "latency_ms": pct(lat), "fit_ms": st["fit_ms"],
+    return {"engine": st["engine"], "iterations": st["iterations"],
+            "light_share": round(st["light_ticks"] / max(st["ticks"], 1), 4),
+            "latency_ms": pct(lat), "fit_ms": st["fit_ms"],
             "queue_ms": st["queue_ms"], "overhead_ms": st["overhead_ms"], "batch": st["batch"],
             "max_age_ticks": st["max_age_ticks"], "poses": len(p)}
 
@@ -191,6 +205,7 @@ def drive(args, heads, rate: float, seconds: float, timeout: float = 60.0):
     received and counted; returns ``(server, collector, last status, frames sent)``."""
     srv = Server(args)
     col = Collector(srv)
+    col.wait_built()
     dev = srv.device()
     sent: Counter = Counter()
     stream(dev, heads, rate, seconds, sent)
@@ -365,6 +380,9 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--light-iterations", default=None, metavar="N|auto",
+                    help="the servers' --light-iterations (0: never the light fit; default: "
+                         "the server's default)")
     ap.add_argument("--json", default=None, metavar="FILE")
     args = ap.parse_args(argv)
     unknown = [n for n in args.only.split(",") if n not in SCENARIOS]

@@ -32,3 +32,21 @@ def add_model_arguments(p, recorded: bool = False) -> None:
                         + ("as recorded" if recorded else "device") + ")")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help=f"torch threads for the fit (default: cores - 1 = {default_threads()})")
+
+
+def add_light_iterations_argument(p, recorded: bool = False) -> None:
+    """``--light-iterations N|auto``: the fewer iterations a server runs for ticks the full
+    fit would make late (``tracker.server.pacing``); ``recorded``: default as recorded."""
+    p.add_argument("--light-iterations", default=None if recorded else "auto",
+                   type=count_or_auto, metavar="N|auto",
+                   help="iterations per frame of the light fit, run for a tick when the full "
+                        "fit would publish it after the next frame arrives (a busy machine, "
+                        "many sessions); 0: never (default: " + (
+                            "as recorded" if recorded else
+                            "auto = the checkpoint's iterations - 2, none below 4; a compiled "
+                            "engine builds it in the background after the full one") + ")")
+
+
+def count_or_auto(text: str) -> int | str:
+    """``auto`` or a whole number (argparse names this function in its error)."""
+    return text if text == "auto" else int(text)

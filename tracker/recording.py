@@ -14,13 +14,15 @@ topic                data                                           log_time
                      start or new shape; not the repeats that answer
                      subscriptions); replay rebuilds them, unread
 ``status``           the published status payload                    its ``t``
-``tracker/tick``     ``{"t", "n"}``: a tick took every frame          the tick time
-                     received before ``t`` and fitted ``n``
+``tracker/tick``     ``{"t", "n", "light"}``: a tick took every       the tick time
+                     frame received before ``t`` and fitted ``n``,
+                     with the light fit when ``light`` (``tracker.
+                     server.pacing``; absent in older recordings)
 ``tracker/profile``  a session's calibration, applied from the next   the tick time
                      tick (``tracker.server.profiles``)
-``tracker/engine``   ``{"t", "engine"}``: the server switched to this  the switch time
-                     engine (its background build was ready) before
-                     the next tick
+``tracker/engine``   ``{"t", "engine", "light_iterations"}``: the     the switch time
+                     server switched to this engine (its background
+                     build was ready) before the next tick
 ==================== ============================================== =========================
 
 plus one metadata record ``tracker`` (engine, checkpoint, body model, visibility, threads).

@@ -18,7 +18,7 @@ def _speed(text: str) -> float | None:
 
 
 def add_arguments(p):
-    from tracker.options import add_model_arguments
+    from tracker.options import add_light_iterations_argument, add_model_arguments
 
     p.add_argument("file", metavar="FILE", help="an MCAP recording (tracker serve --record)")
     p.add_argument("--speed", type=_speed, default=False, metavar="1|max",
@@ -36,6 +36,7 @@ def add_arguments(p):
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write DIR/<session>.npz (AMASS layout, Z up) per session")
     add_model_arguments(p, recorded=True)
+    add_light_iterations_argument(p, recorded=True)
 
 
 def run(args) -> int:
@@ -67,6 +68,8 @@ def run(args) -> int:
     engine_asked = args.engine is not None
     args.engine = args.engine or meta.get("engine", "auto")
     args.visibility = args.visibility or meta.get("visibility", "device")
+    if args.light_iterations is None:  # older recordings: no light fit
+        args.light_iterations = meta.get("light_iterations") or 0
     threads = set_threads(args.threads or int(meta.get("threads", 0)) or None)
     args.profiles = None
     core, info = build_core(args)
@@ -126,7 +129,8 @@ def run(args) -> int:
         print(f"tracker replay: the recording switched to engine {name} here; loading it "
               "(a build takes minutes if it is not cached)", file=sys.stderr, flush=True)
         try:
-            return make_engine(name, core.engine.fitter)
+            return make_engine(name, core.engine.fitter,
+                               light_iterations=core.engine.iterations[1])
         except EngineError as exc:
             print(f"tracker replay: note: {exc}; going on with {core.engine.name} (poses "
                   "will differ)", file=sys.stderr, flush=True)

@@ -14,13 +14,14 @@ from tracker.protocol import DEFAULT_INGEST, DEFAULT_PUBLISH
 
 
 def add_arguments(p):
-    from tracker.options import add_model_arguments
+    from tracker.options import add_light_iterations_argument, add_model_arguments
 
     p.add_argument("--ingest", default=DEFAULT_INGEST, metavar="ADDR",
                    help=f"where devices send frames (bound SUB; default {DEFAULT_INGEST})")
     p.add_argument("--publish", default=DEFAULT_PUBLISH, metavar="ADDR",
                    help=f"where poses and status go out (bound PUB; default {DEFAULT_PUBLISH})")
     add_model_arguments(p)
+    add_light_iterations_argument(p)
     p.add_argument("--record", default=None, metavar="FILE",
                    help="record accepted ingest payloads and published poses to an MCAP "
                         "file (readable even after a crash; see tracker recover)")

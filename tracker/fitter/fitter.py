@@ -47,8 +47,9 @@ one graph (``engines/``).
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -209,6 +210,15 @@ class NeuralFitter(nn.Module):
         refine[[JOINT_NAMES.index(n) for n in cfg.regressor_joints]] = 0.0
         self.register_buffer("refine_mask", torch.cat([refine.reshape(-1), torch.ones(3)]),
                              persistent=False)
+
+    def with_iterations(self, n: int) -> NeuralFitter:
+        """The same fitter (weights shared, not copied) running ``n`` iterations per frame:
+        the light fit a server falls back to under load (``tracker.server.pacing``)."""
+        if n < 1:
+            raise ValueError(f"iterations must be at least 1, got {n}")
+        view = copy.copy(self)  # a new attribute dict: its own cfg, the same submodules
+        view.cfg = replace(self.cfg, iterations=n)
+        return view
 
     @property
     def state_shape(self) -> tuple[int, int]:

@@ -29,14 +29,18 @@ def set_threads(n: int | None) -> int:
 
 
 def build_engine(checkpoint=None, body_model=None, engine: str = "auto",
-                 background: bool = False, log=print):
+                 background: bool = False, log=print, light_iterations: int | str | None = None):
     """``(engine, model_info)``; errors become :class:`tracker.errors.UserError`.
 
-    ``background``: when the compiled engine asked for is not in the engine cache yet,
-    return the eager engine at once and put a started :class:`engines.background.
+    ``background``: when the compiled engine asked for (or its light fit) is not in the
+    engine cache yet, return what can serve at once (the eager engine, or the cached compiled
+    engine without its light fit) and put a started :class:`engines.background.
     BackgroundBuild` in ``model_info["build"]`` (the caller polls it and switches).
+    ``light_iterations``: the engine's light fit (``Engine.light``, ``tracker.server.
+    pacing``): ``"auto"`` (the checkpoint's iterations minus 2, none below 4), a count below
+    the checkpoint's, or ``0`` / ``None`` for none.
     """
-    from engines.base import CompiledEngine, EagerEngine, EngineError
+    from engines.base import EngineError
     from engines.cache import sha256_file
     from engines.registry import make_engine, resolve_engine_name
     from tracker.body import BodyModelError, load_body_model
@@ -50,18 +54,13 @@ def build_engine(checkpoint=None, body_model=None, engine: str = "auto",
             warnings.simplefilter("always")
             fitter = load_fitter(checkpoint, body)
         untrained = any("UNTRAINED" in str(w.message) for w in caught)
+        light = _light_iterations(light_iterations, fitter.cfg.iterations)
         eng = None
         if background:
-            from engines.background import BackgroundBuild
-
-            name = resolve_engine_name(engine)
-            later = make_engine(name, fitter, prepare=False)
-            if isinstance(later, CompiledEngine) and later.missing():
-                eng = EagerEngine(fitter)
-                build = BackgroundBuild(name, lambda: make_engine(name, fitter, prepare=False),
-                                        checkpoint, body_model, log=log).start()
+            eng, build = _serve_while_building(resolve_engine_name(engine), fitter, light,
+                                               checkpoint, body_model, log)
         if eng is None:
-            eng = make_engine(engine, fitter)
+            eng = make_engine(engine, fitter, light_iterations=light)
     except (BodyModelError, CheckpointError, EngineError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
@@ -70,11 +69,56 @@ def build_engine(checkpoint=None, body_model=None, engine: str = "auto",
         "checkpoint_sha256": "" if untrained else sha256_file(path)[:16],
         "body": body.data.name, "body_fingerprint": body.fingerprint,
         "hidden": fitter.cfg.hidden, "layers": fitter.cfg.layers,
-        "iterations": fitter.cfg.iterations,
+        "iterations": fitter.cfg.iterations, "light_iterations": light,
     }
     if build is not None:
         info["build"] = build
     return eng, info
+
+
+def _light_iterations(asked: int | str | None, iterations: int) -> int | None:
+    """The light fit's iterations for ``--light-iterations`` (see :func:`build_engine`)."""
+    from tracker.errors import UserError
+    from tracker.server.pacing import default_light_iterations
+
+    if asked == "auto":
+        return default_light_iterations(iterations)
+    if not asked:
+        return None
+    n = int(asked)
+    if not 1 <= n < iterations:
+        raise UserError(f"--light-iterations must be from 1 to {iterations - 1} (the "
+                        f"checkpoint runs {iterations}), or 0 for none; got {n}")
+    return n
+
+
+def _serve_while_building(name: str, fitter, light: int | None, checkpoint, body_model, log):
+    """``(engine to serve now, started BackgroundBuild)`` when the compiled engine ``name``
+    or its light fit must be built first, else ``(None, None)``."""
+    from engines.background import BackgroundBuild
+    from engines.base import CompiledEngine, EagerEngine
+    from engines.registry import make_engine
+
+    later = make_engine(name, fitter, prepare=False, light_iterations=light)
+    if not isinstance(later, CompiledEngine):
+        return None, None
+    full_missing = bool(later.missing())
+    light_missing = later.light is not None and bool(later.light.missing())
+    if not (full_missing or light_missing):
+        return None, None
+    light_fitter = None if light is None else fitter.with_iterations(light)
+    stage_light = None if light is None else (
+        light, lambda: make_engine(name, light_fitter, prepare=False))
+    if full_missing:
+        eng = EagerEngine(fitter).with_light(
+            None if light_fitter is None else EagerEngine(light_fitter))
+        make = lambda: make_engine(name, fitter, prepare=False)  # noqa: E731
+    else:  # the full engine is cached: serve it now, build the light fit only
+        eng = make_engine(name, fitter)
+        make = None
+    build = BackgroundBuild(name, make, checkpoint, body_model, log=log,
+                            light=stage_light, base=eng).start()
+    return eng, build
 
 
 def build_core(args, profiles=None):
@@ -87,7 +131,8 @@ def build_core(args, profiles=None):
 
     eng, info = build_engine(args.checkpoint, args.body_model, args.engine,
                              background=getattr(args, "build", "wait") == "background",
-                             log=lambda m: print(m, file=sys.stderr, flush=True))
+                             log=lambda m: print(m, file=sys.stderr, flush=True),
+                             light_iterations=getattr(args, "light_iterations", None))
     if profiles is None and getattr(args, "profiles", None):
         profiles = StoreProfiles(args.profiles, eng.fitter.body)
     rules = SessionRules(max_sessions=getattr(args, "max_sessions", 256),

@@ -22,6 +22,7 @@ import torch
 
 from engines.base import Engine, FitBatch
 from tracker.protocol import REJECT_REASONS, Frame, Rejected, parse_frame
+from tracker.server.pacing import Pacer
 from tracker.server.profiles import DefaultProfiles, ProfileTensors
 from tracker.server.publish import echo_payload, pose_messages
 from tracker.server.samples import Samples, percentiles_ms
@@ -43,6 +44,8 @@ class TickInput:
     items: list[tuple[Session, Pending]]
     resets: list[bool]
     profile_changes: list[tuple[str, object]] = field(default_factory=list)
+    light: bool = False
+    """Fit with the engine's light fit (fewer iterations; ``tracker.server.pacing``)."""
 
 
 @dataclass
@@ -77,8 +80,11 @@ class TrackerCore:
     that touch sessions (``receive``, ``begin_tick``, ``status``) with one lock."""
 
     def __init__(self, engine: Engine, visibility: str = "device", profiles=None,
-                 rules: SessionRules | None = None, model_info: dict | None = None):
+                 rules: SessionRules | None = None, model_info: dict | None = None,
+                 pacer: Pacer | None = None):
         self.engine = engine
+        self.pacer = pacer if pacer is not None else Pacer()
+        """Chooses each tick's fit when the engine has a light one (``Engine.light``)."""
         self.body = engine.fitter.body
         self.visibility = visibility
         self.profiles = profiles if profiles is not None else DefaultProfiles(self.body)
@@ -86,7 +92,7 @@ class TrackerCore:
         self.model_info = model_info or {}
         self.rejected = Counter({r: 0 for r in REJECT_REASONS})
         self.totals = Counter(received=0, fitted=0, dropped=0, resets=0, diverged=0,
-                              non_finite_output=0, faults=0)
+                              non_finite_output=0, faults=0, light_ticks=0)
         self.events: list | None = None
         """``None``, or a list/deque that gets ``(kind, session, detail)`` for ``started``,
         ``reset`` (detail: the reason), ``silent``, ``forgotten`` (the server's log)."""
@@ -138,8 +144,11 @@ class TrackerCore:
             s.rejected += 1
 
     # ------------------------------------------------------------------ tick
-    def begin_tick(self, t_now: int) -> TickInput | None:
-        """Take every pending frame (forgetting silent sessions first); ``None`` when none."""
+    def begin_tick(self, t_now: int, light: bool | None = None) -> TickInput | None:
+        """Take every pending frame (forgetting silent sessions first); ``None`` when none.
+
+        ``light``: run the engine's light fit (a replay passes the recorded choice); ``None``:
+        the pacer chooses (``tracker.server.pacing``), never when the engine has none."""
         for sid in self.table.expire(t_now):
             self.skeletons.pop(sid, None)
         if len(self.skeletons) > len(self.table):  # forgotten while receiving
@@ -166,7 +175,11 @@ class TrackerCore:
             if s.need_reset and s.stream.fit is not None and self.events is not None:
                 self.events.append(("reset", s.id, s.reset_reason))
             s.need_reset = False
-        return TickInput(t_now, items, resets, changes)
+        if light is None:
+            light = self.engine.light is not None and self.pacer.choose(
+                t_now, len(items), min((s.period_ns for s, _ in items if s.period_ns > 0),
+                                       default=0))
+        return TickInput(t_now, items, resets, changes, light)
 
     def fault(self, tin: TickInput, isolate: bool = False) -> list[str]:
         """A tick failed (an exception anywhere in fitting or publishing it): forget the fit
@@ -194,7 +207,7 @@ class TrackerCore:
         for s, p in tin.items:
             s.need_reset = False
             out.append(TickInput(tin.t, [(s, p)], [True],
-                                 [c for c in tin.profile_changes if c[0] == s.id]))
+                                 [c for c in tin.profile_changes if c[0] == s.id], tin.light))
         return out
 
     def split(self, tin: TickInput) -> list[TickInput]:
@@ -210,7 +223,7 @@ class TrackerCore:
         for g in groups:
             ids = {tin.items[i][0].id for i in g}
             out.append(TickInput(tin.t, [tin.items[i] for i in g], [tin.resets[i] for i in g],
-                                 [c for c in tin.profile_changes if c[0] in ids]))
+                                 [c for c in tin.profile_changes if c[0] in ids], tin.light))
         return out
 
     def enable_events(self, maxlen: int = 4096) -> deque:
@@ -225,14 +238,19 @@ class TrackerCore:
                 self.events.append(("silent", s.id, f"{(t_now - s.last_recv) / 1e9:.1f} s"))
 
     def run_tick(self, tin: TickInput) -> TickOutput:
-        """Fit ``tin`` as one batch (one ``engine.fit`` call) and build its pose messages."""
+        """Fit ``tin`` as one batch (one ``engine.fit`` call, the light fit when ``tin.light``
+        and the engine has one) and build its pose messages."""
         sessions = [s for s, _ in tin.items]
         frames = [p.frame for _, p in tin.items]
         B = len(frames)
         betas, T_hmd, floor = self._tensors.stack([s.profile for s in sessions])
         sig = frames_to_signals(frames, self.visibility, floor=floor.numpy())
-        res, resets, fit_ns = fit_tick(self.engine, [s.stream for s in sessions], sig, betas,
+        light = tin.light and self.engine.light is not None
+        engine = self.engine.light if light else self.engine
+        res, resets, fit_ns = fit_tick(engine, [s.stream for s in sessions], sig, betas,
                                        T_hmd, [f.t for f in frames], tin.resets, floor)
+        self.pacer.observe(light, B, fit_ns)
+        self.totals["light_ticks"] += light
         ok = [not s.stream.diverged for s in sessions]  # fit_tick's reading of res.ok
         heads = []
         for s, (_, p), r, good in zip(sessions, tin.items, resets, ok, strict=True):
@@ -289,9 +307,9 @@ class TrackerCore:
             self.engine.fit(batch if self.engine.device.type == "cpu"
                             else batch.to(self.engine.device))
 
-    def tick(self, t_now: int) -> TickOutput | None:
+    def tick(self, t_now: int, light: bool | None = None) -> TickOutput | None:
         """``begin_tick`` + ``run_tick`` (replay and tests)."""
-        tin = self.begin_tick(t_now)
+        tin = self.begin_tick(t_now, light)
         return None if tin is None else self.run_tick(tin)
 
     def note_published(self, session: str, t_recv: int, t_pub: int, t_tick: int | None = None,
@@ -326,6 +344,8 @@ class TrackerCore:
         bs = self.batch_sizes.values()
         msg = {
             "v": 1, "t": int(t_now), "engine": self.engine.name, "model": self.model_info,
+            "iterations": {"full": self.engine.iterations[0],
+                           "light": self.engine.iterations[1]},
             "visibility": self.visibility, "live_sessions": len(self.table),
             "forgotten_sessions": self.table.forgotten, "sessions": sessions,
             "rejected": dict(self.rejected), **dict(self.totals),

@@ -105,6 +105,12 @@ class ServerConfig:
     switches to it when it is ready (``engines.background``)."""
 
 
+def _describe(engine) -> str:
+    """``inductor`` or ``inductor (light fit: 4 iterations)``, for the log."""
+    light = engine.iterations[1]
+    return engine.name + (f" (light fit: {light} iterations)" if light else "")
+
+
 class Server:
     """Bind, then :meth:`serve` until ``stop`` is set; :meth:`close` always."""
 
@@ -271,7 +277,8 @@ class Server:
                     if tin is not None and rec is not None:
                         for session, profile in tin.profile_changes:
                             rec.write(PROFILE, t, encode_profile(session, profile))
-                        rec.write(TICK, t, msgpack.packb({"t": t, "n": len(tin.items)}))
+                        rec.write(TICK, t, msgpack.packb({"t": t, "n": len(tin.items),
+                                                          "light": tin.light}))
             except Exception as exc:  # begin_tick failed: its frames are lost
                 self._tick_failed(None, exc)
             if tin is not None:
@@ -374,15 +381,18 @@ class Server:
         if engine is None:
             return
         with self.lock:
-            old, self.core.engine = self.core.engine.name, engine
+            old, self.core.engine = self.core.engine, engine
+            self.core.pacer.forget()  # the new engine's fit times are its own
         # The new engine's objects live as long as the server: out of the collector's view,
         # like everything loaded before serving (``tracker serve``). Freezing is a list move,
         # not a collection, so it costs this tick nothing.
         gc.freeze()
         rec = self.cfg.recorder
         if rec is not None:
-            rec.write(ENGINE, now, msgpack.packb({"t": now, "engine": engine.name}))
-        self.log.info(f"engine {old} -> {engine.name} (sessions keep their state)")
+            rec.write(ENGINE, now, msgpack.packb({"t": now, "engine": engine.name,
+                                                  "light_iterations": engine.iterations[1]}))
+        self.log.info(f"engine {_describe(old)} -> {_describe(engine)} (sessions keep their "
+                      "state)")
 
     def status(self, now: int | None = None) -> dict:
         """The status message as :meth:`_send_status` builds it (also for the exit totals)."""
@@ -398,7 +408,7 @@ class Server:
         build = self.cfg.engine_build
         if build is not None:
             extra["engine_build"] = {"engine": build.name, "state": build.state,
-                                     "seconds": round(build.seconds, 1)}
+                                     "stage": build.stage, "seconds": round(build.seconds, 1)}
         with self.lock:
             return self.core.status(now, extra)
 

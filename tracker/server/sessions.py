@@ -104,6 +104,7 @@ class Session:
     last_fitted_seq: int | None = None
     latency_ns: Samples = field(default_factory=lambda: Samples(2048))
     rate_mark: tuple[int, int] | None = None  # (t, received) at the last status
+    period_ns: int = 0  # averaged device-time step between its frames (0: not known yet)
 
 
 class SessionTable:
@@ -163,6 +164,9 @@ class SessionTable:
                 self.restarts += 1
             elif t_recv - s.last_recv > self._gap_ns or not 0 <= d_t <= self._gap_ns:
                 s.need_reset, s.reset_reason = True, "gap"
+            elif d_t > 0:  # the device's frame period (per seq step: frames it skipped)
+                step = d_t // d_seq
+                s.period_ns = step if s.period_ns == 0 else s.period_ns + (step - s.period_ns) // 8
         if s.pending is not None:
             s.dropped += 1
         s.pending = Pending(frame, t_recv, payload)

@@ -1,0 +1,125 @@
+"""The pacer: the light fit for ticks the full fit would make late, and how the core uses it."""
+
+import msgpack
+import pytest
+import torch
+
+from tracker.server.pacing import Pacer, default_light_iterations
+
+MS = 1_000_000
+PERIOD = 11 * MS  # about 90 Hz
+
+
+def test_light_when_the_full_fit_would_be_late_and_back_when_it_fits():
+    p = Pacer(high=0.85, low=0.65, probe_s=10.0, window=1)  # window 1: the last sample
+    assert not p.choose(0, 1, PERIOD)  # nothing measured yet: the full fit
+    p.observe(False, 1, 10 * MS)  # 10 ms > 0.85 * 11
+    assert p.choose(1, 1, PERIOD)
+    p.observe(True, 1, 6 * MS)
+    p.observe(False, 1, 8 * MS)  # between low and high: the choice stays
+    assert p.choose(2, 1, PERIOD)
+    p.observe(False, 1, 7 * MS)  # < 0.65 * 11
+    assert not p.choose(3, 1, PERIOD)
+    p.observe(False, 1, 8 * MS)  # in the band again: stays full
+    assert not p.choose(4, 1, PERIOD)
+    p.observe(False, 1, 10 * MS)
+    assert p.choose(5, 1, PERIOD)
+    p.forget()  # another engine: nothing known, the full fit until measured
+    assert not p.choose(6, 1, PERIOD) and not p.samples
+
+
+def test_batch_buckets_and_unknown_periods_are_their_own_case():
+    p = Pacer(window=1)
+    p.observe(False, 8, 20 * MS)
+    assert not p.choose(0, 1, PERIOD)  # batch 1 not measured
+    assert p.choose(0, 7, PERIOD)  # 7 runs in the bucket of 8
+    assert not p.choose(0, 8, 0)  # no frame period known yet
+
+
+def test_while_light_the_full_fit_is_measured_again_once_per_probe_period():
+    p = Pacer(probe_s=1.0, window=1)
+    p.observe(False, 1, 20 * MS)
+    t, choices = 0, []
+    for _ in range(300):  # 3 s of ticks, 10 ms apart
+        choices.append(p.choose(t, 1, PERIOD))
+        t += 10 * MS
+    assert [i for i, c in enumerate(choices) if not c] == [100, 200]
+
+
+def test_one_slow_fit_does_not_make_an_on_time_server_light():
+    """The median of the last fits: a stall (a fit three times as long) changes nothing, a
+    lasting slowdown does, after about half the window."""
+    p = Pacer(window=9)
+    for _ in range(9):
+        p.observe(False, 1, 6 * MS)  # 55 % of the period
+    p.observe(False, 1, 20 * MS)
+    assert not p.choose(0, 1, PERIOD)
+    slow = 0
+    while not p.choose(slow + 1, 1, PERIOD):
+        p.observe(False, 1, 12 * MS)
+        slow += 1
+    assert slow == 4
+
+
+def test_default_light_iterations_keep_the_parity():
+    assert default_light_iterations(6) == 4
+    assert default_light_iterations(4) == 2
+    assert default_light_iterations(3) is None
+    with pytest.raises(ValueError):
+        Pacer(high=0.5, low=0.6)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A small eager engine (4 iterations) with its light fit (2), on the bundled body."""
+    from engines.base import EagerEngine
+    from tracker.body import load_body_model
+    from tracker.fitter.fitter import FitterConfig, NeuralFitter
+
+    torch.manual_seed(0)
+    fitter = NeuralFitter(load_body_model(), FitterConfig(
+        hidden=32, layers=2, init_hidden=32, lg_hidden=16, iterations=4)).eval()
+    return EagerEngine(fitter).with_light(EagerEngine(fitter.with_iterations(2)))
+
+
+def _frames(core, seq: int, sessions=("a",)):
+    from tracker.server.faults import good_message
+
+    for sid in sessions:
+        msg = good_message(sid, seq)
+        msg["t"] = seq * PERIOD
+        core.receive(msgpack.packb(msg), seq * PERIOD + 1)
+
+
+def test_the_core_runs_the_light_fit_the_pacer_chooses_and_counts_it(pair):
+    from tracker.server.core import TrackerCore
+
+    assert pair.iterations == (4, 2) and pair.light.fitter.phi is pair.fitter.phi
+    core = TrackerCore(pair, pacer=Pacer(high=1e-9, low=1e-9))  # any measured fit is late
+    lights = []
+    for seq in range(1, 5):
+        _frames(core, seq)
+        tin = core.begin_tick(seq * PERIOD + 2)
+        lights.append(tin.light)
+        core.run_tick(tin)
+    # the first tick measures the full fit (no period known yet either); from the second
+    # frame on the period is known, and the full fit is "late"
+    assert lights == [False, True, True, True]
+    st = core.status(5 * PERIOD)
+    assert st["light_ticks"] == 3 and st["iterations"] == {"full": 4, "light": 2}
+
+
+def test_a_recorded_choice_is_what_runs(pair):
+    """Replay passes the recorded choice: the same frames give the light fit's numbers when
+    the tick says light, the full fit's otherwise; an engine without a light fit runs full."""
+    from tracker.server.core import TrackerCore
+
+    out = {}
+    for name, engine, light in (("full", pair, False), ("light", pair, True),
+                                ("no-light", pair.with_light(None), True)):
+        core = TrackerCore(engine, pacer=Pacer(high=1e-9, low=1e-9))
+        _frames(core, 1)
+        out[name] = torch.tensor(core.tick(PERIOD + 2, light=light).poses[0].msg["joints"])
+        assert core.totals["light_ticks"] == (name == "light")
+    assert torch.equal(out["full"], out["no-light"])
+    assert not torch.allclose(out["full"], out["light"])
