@@ -163,6 +163,12 @@ class Engine(ABC):
         return pair
 
     @property
+    def label(self) -> str:
+        """``inductor``, or ``inductor (light fit: 4 iterations)``: for logs."""
+        light = self.iterations[1]
+        return self.name + (f" (light fit: {light} iterations)" if light else "")
+
+    @property
     def iterations(self) -> tuple[int, int | None]:
         """``(N, N_light)``: iterations per frame of the full fit and of the light one."""
         light = self.light.fitter.cfg.iterations if self.light is not None else None

@@ -105,10 +105,6 @@ def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path
     for candidate in candidates:
         try:
             engine = _make_one(candidate, fitter, cache, prepare, options)
-            if light_iterations:
-                light = fitter.with_iterations(light_iterations)
-                engine = engine.with_light(_make_one(candidate, light, cache, prepare, options))
-            return engine
         except Exception as exc:
             if requested != "auto":
                 if isinstance(exc, EngineError):
@@ -116,7 +112,24 @@ def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path
                 raise EngineError(f"engine {candidate!r} failed to build: {exc}") from exc
             warnings.warn(f"engine {candidate!r} failed to build ({exc}); trying the next",
                           stacklevel=2)
+            continue
+        if light_iterations:
+            engine = engine.with_light(_make_light(candidate, fitter, light_iterations, cache,
+                                                   prepare, options))
+        return engine
     return EagerEngine(fitter)  # pragma: no cover - eager is always the last candidate
+
+
+def _make_light(name: str, fitter: NeuralFitter, n: int, cache, prepare: bool,
+                options: dict) -> Engine | None:
+    """The light fit (``Engine.light``) on backend ``name``; ``None`` with a warning when it
+    cannot be built (the full engine serves every tick then)."""
+    try:
+        return _make_one(name, fitter.with_iterations(n), cache, prepare, options)
+    except Exception as exc:
+        warnings.warn(f"the light fit ({n} iterations) of engine {name!r} failed to build "
+                      f"({exc}); every tick runs the full fit", stacklevel=3)
+        return None
 
 
 def _make_one(name: str, fitter: NeuralFitter, cache, prepare: bool, options: dict) -> Engine:

@@ -28,6 +28,20 @@ def test_light_when_the_full_fit_would_be_late_and_back_when_it_fits():
     assert not p.choose(6, 1, PERIOD) and not p.samples
 
 
+def test_the_time_beside_the_fit_counts():
+    """A fit that fits the period alone is late when the rest of the tick (waiting, messages,
+    sending) pushes the pose past the next frame."""
+    p = Pacer(window=1)
+    p.observe(False, 1, 8 * MS)
+    assert not p.choose(0, 1, PERIOD)
+    p.observe_rest(True, 1, 1 * MS)  # beside a light fit: used only while no full one
+    assert not p.choose(1, 1, PERIOD)
+    p.observe_rest(False, 1, 3 * MS)  # 11 ms > 0.95 * 11
+    assert p.choose(2, 1, PERIOD)
+    assert p.report() == {"light": True, "batch": 1, "period_ms": 11.0, "full_ms": 8.0,
+                          "light_ms": None, "rest_ms": 1.0}
+
+
 def test_batch_buckets_and_unknown_periods_are_their_own_case():
     p = Pacer(window=1)
     p.observe(False, 8, 20 * MS)
@@ -123,3 +137,37 @@ def test_a_recorded_choice_is_what_runs(pair):
         assert core.totals["light_ticks"] == (name == "light")
     assert torch.equal(out["full"], out["no-light"])
     assert not torch.allclose(out["full"], out["light"])
+
+
+@pytest.mark.parametrize("value, message", [
+    ("9", "--light-iterations must be from 1 to 5 (the checkpoint runs 6), or 0 for none; got 9"),
+    ("x", "argument --light-iterations: expected a whole number or 'auto', got 'x'"),
+])
+def test_a_bad_light_iteration_count_is_a_one_line_error(value, message):
+    import subprocess
+    import sys
+
+    from server_harness import ROOT
+
+    out = subprocess.run([sys.executable, "-m", "tracker.cli", "serve", "--engine", "eager",
+                          "--light-iterations", value, "--ingest", "tcp://127.0.0.1:0",
+                          "--publish", "tcp://127.0.0.1:0"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1].endswith(message), out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_replay_of_a_recording_without_a_light_fit(tmp_path):
+    """A server without a light fit records ``light_iterations`` as nothing (metadata is
+    text): a replay reads that as none, and says nothing differs."""
+    from tracker.cli import main
+    from tracker.recording import INGEST, RecordingWriter
+    from tracker.server.faults import good_message
+
+    path = tmp_path / "none.mcap"
+    rec = RecordingWriter(path, {"engine": "eager", "light_iterations": None,
+                                 "clock": "monotonic_ns", "visibility": "device"})
+    rec.write(INGEST, 10, msgpack.packb(good_message("a", 1)))
+    rec.close()
+    assert main(["replay", str(path), "--threads", "1"]) == 0

@@ -48,5 +48,13 @@ def add_light_iterations_argument(p, recorded: bool = False) -> None:
 
 
 def count_or_auto(text: str) -> int | str:
-    """``auto`` or a whole number (argparse names this function in its error)."""
-    return text if text == "auto" else int(text)
+    """``auto`` or a whole number (argparse type)."""
+    import argparse
+
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") \
+            from None

@@ -68,17 +68,22 @@ def run(args) -> int:
     engine_asked = args.engine is not None
     args.engine = args.engine or meta.get("engine", "auto")
     args.visibility = args.visibility or meta.get("visibility", "device")
+    recorded_light = str(meta.get("light_iterations", ""))  # metadata values are text
+    recorded_light = int(recorded_light) if recorded_light.isdigit() else 0  # "None": none
     if args.light_iterations is None:  # older recordings: no light fit
-        args.light_iterations = meta.get("light_iterations") or 0
+        args.light_iterations = recorded_light
     threads = set_threads(args.threads or int(meta.get("threads", 0)) or None)
     args.profiles = None
     core, info = build_core(args)
     core.profiles = RecordedProfiles(core.body)  # the profiles the recording applied
     rec_sha = meta.get("checkpoint_sha256")
-    if meta and (rec_sha != info["checkpoint_sha256"] or meta.get("engine") != core.engine.name):
+    light_now = core.engine.iterations[1] or 0
+    if meta and (rec_sha != info["checkpoint_sha256"] or meta.get("engine") != core.engine.name
+                 or recorded_light != light_now):
         print(f"tracker replay: note: recorded with {meta.get('checkpoint')} "
-              f"({rec_sha or '-'}) / {meta.get('engine')}; replaying with {info['checkpoint']} "
-              f"({info['checkpoint_sha256'] or '-'}) / {core.engine.name}: poses will differ",
+              f"({rec_sha or '-'}) / {meta.get('engine')} / light fit {recorded_light or '-'}; "
+              f"replaying with {info['checkpoint']} ({info['checkpoint_sha256'] or '-'}) / "
+              f"{core.engine.name} / light fit {light_now or '-'}: poses will differ",
               file=sys.stderr)
     if args.speed is False:
         args.speed = 1.0 if (args.view or args.publish) else None

@@ -42,11 +42,12 @@ def add_arguments(p):
     p.add_argument("--no-frame-echo", action="store_true",
                    help="do not publish frame/<session> (the frame each pose answers)")
     p.add_argument("--build", choices=("background", "wait"), default="background",
-                   help="when the compiled engine is not in the engine cache yet (the first "
-                        "run after an install or a model change; inductor takes minutes): "
-                        "serve on the eager engine at once and switch between ticks when the "
-                        "build, done in a low-priority child process, is ready (background), "
-                        "or build it before serving (wait) (default: background)")
+                   help="when the compiled engine or its light fit is not in the engine cache "
+                        "yet (the first run after an install or a model change; inductor "
+                        "takes minutes): serve at once (on eager, or on the cached full "
+                        "engine) and switch between ticks when the build, done in a "
+                        "low-priority child process, is ready (background), or build before "
+                        "serving (wait) (default: background)")
     p.add_argument("--quiet", action="store_true",
                    help="no session and periodic lines (errors and the exit totals still "
                         "print)")
@@ -131,7 +132,7 @@ def run(args) -> int:
         raise UserError(f"cannot bind {args.ingest} / {args.publish}: {exc}") from exc
     holder["server"] = server
     print(f"tracker serve: ingest {server.ingest_addr}  publish {server.publish_addr}  "
-          f"engine {core.engine.name}  threads {threads}  model {info['checkpoint']}  "
+          f"engine {core.engine.label}  threads {threads}  model {info['checkpoint']}  "
           f"curve {'on' if keys else 'off'}  record {args.record or '-'}  ready",
           file=sys.stderr, flush=True)
     try:

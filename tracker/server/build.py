@@ -86,6 +86,9 @@ def _light_iterations(asked: int | str | None, iterations: int) -> int | None:
     if not asked:
         return None
     n = int(asked)
+    if iterations < 2:
+        raise UserError(f"--light-iterations: the checkpoint runs {iterations} iteration, "
+                        "so it has no lighter fit; use 0")
     if not 1 <= n < iterations:
         raise UserError(f"--light-iterations must be from 1 to {iterations - 1} (the "
                         f"checkpoint runs {iterations}), or 0 for none; got {n}")
@@ -96,28 +99,25 @@ def _serve_while_building(name: str, fitter, light: int | None, checkpoint, body
     """``(engine to serve now, started BackgroundBuild)`` when the compiled engine ``name``
     or its light fit must be built first, else ``(None, None)``."""
     from engines.background import BackgroundBuild
-    from engines.base import CompiledEngine, EagerEngine
+    from engines.base import CompiledEngine
     from engines.registry import make_engine
 
     later = make_engine(name, fitter, prepare=False, light_iterations=light)
     if not isinstance(later, CompiledEngine):
         return None, None
     full_missing = bool(later.missing())
-    light_missing = later.light is not None and bool(later.light.missing())
-    if not (full_missing or light_missing):
+    if not (full_missing or (later.light is not None and later.light.missing())):
         return None, None
-    light_fitter = None if light is None else fitter.with_iterations(light)
-    stage_light = None if light is None else (
-        light, lambda: make_engine(name, light_fitter, prepare=False))
-    if full_missing:
-        eng = EagerEngine(fitter).with_light(
-            None if light_fitter is None else EagerEngine(light_fitter))
-        make = lambda: make_engine(name, fitter, prepare=False)  # noqa: E731
+    if full_missing:  # eager (and its eager light fit) now, the compiled full fit first
+        eng = make_engine("eager", fitter, light_iterations=light)
+        make = lambda: later.with_light(None)  # noqa: E731
     else:  # the full engine is cached: serve it now, build the light fit only
-        eng = make_engine(name, fitter)
+        eng = later.with_light(None)
+        eng.warmup([1])
         make = None
-    build = BackgroundBuild(name, make, checkpoint, body_model, log=log,
-                            light=stage_light, base=eng).start()
+    stage_light = None if later.light is None else (light, lambda: later.light)
+    build = BackgroundBuild(name, make, checkpoint, body_model, log=log, light=stage_light,
+                            base=eng).start()
     return eng, build
 
 

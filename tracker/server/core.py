@@ -73,6 +73,8 @@ class TickOutput:
     skeletons: list[tuple[str, bytes]] = field(default_factory=list)
     """``(session, packed skeleton)`` of the sessions that started or changed profile in this
     tick: published before the poses (``skeleton/<session>``)."""
+    light: bool = False
+    """The tick ran the light fit."""
 
 
 class TrackerCore:
@@ -283,7 +285,7 @@ class TrackerCore:
                 data = encode_skeleton(skeleton_message(self.body, s.id, betas[i]))
                 self.skeletons[s.id] = data
                 skeletons.append((s.id, data))
-        return TickOutput(tin.t, poses, fit_ns, B, skeletons)
+        return TickOutput(tin.t, poses, fit_ns, B, skeletons, light)
 
     def skeletons_for(self, prefixes: list[bytes]) -> list[tuple[str, bytes]]:
         """``(session, packed skeleton)`` of every live session with a skeleton whose topic
@@ -299,13 +301,14 @@ class TrackerCore:
         from tracker.server.faults import good_message
 
         frame = parse_frame(msgpack.packb(good_message("warm-up")))
+        engines = [e for e in (self.engine, self.engine.light) if e is not None]
         for B in sizes:
             sig = frames_to_signals([frame] * B, self.visibility)
             betas, T_hmd, _ = self._tensors.stack([self.profiles.get("warm-up")] * B)
             batch = FitBatch(sig, betas, T_hmd, self.engine.initial_state(B),
                              torch.ones(B, dtype=torch.bool), torch.full((B,), 1.0 / 90))
-            self.engine.fit(batch if self.engine.device.type == "cpu"
-                            else batch.to(self.engine.device))
+            for engine in engines:  # the light fit too: its first tick comes under load
+                engine.fit(batch if engine.device.type == "cpu" else batch.to(engine.device))
 
     def tick(self, t_now: int, light: bool | None = None) -> TickOutput | None:
         """``begin_tick`` + ``run_tick`` (replay and tests)."""
@@ -344,8 +347,8 @@ class TrackerCore:
         bs = self.batch_sizes.values()
         msg = {
             "v": 1, "t": int(t_now), "engine": self.engine.name, "model": self.model_info,
-            "iterations": {"full": self.engine.iterations[0],
-                           "light": self.engine.iterations[1]},
+            "iterations": dict(zip(("full", "light"), self.engine.iterations, strict=True)),
+            "pacing": self.pacer.report(),
             "visibility": self.visibility, "live_sessions": len(self.table),
             "forgotten_sessions": self.table.forgotten, "sessions": sessions,
             "rejected": dict(self.rejected), **dict(self.totals),

@@ -105,12 +105,6 @@ class ServerConfig:
     switches to it when it is ready (``engines.background``)."""
 
 
-def _describe(engine) -> str:
-    """``inductor`` or ``inductor (light fit: 4 iterations)``, for the log."""
-    light = engine.iterations[1]
-    return engine.name + (f" (light fit: {light} iterations)" if light else "")
-
-
 class Server:
     """Bind, then :meth:`serve` until ``stop`` is set; :meth:`close` always."""
 
@@ -382,7 +376,8 @@ class Server:
             return
         with self.lock:
             old, self.core.engine = self.core.engine, engine
-            self.core.pacer.forget()  # the new engine's fit times are its own
+            if engine.name != old.name:  # another backend: its fit times are its own
+                self.core.pacer.forget()
         # The new engine's objects live as long as the server: out of the collector's view,
         # like everything loaded before serving (``tracker serve``). Freezing is a list move,
         # not a collection, so it costs this tick nothing.
@@ -391,8 +386,7 @@ class Server:
         if rec is not None:
             rec.write(ENGINE, now, msgpack.packb({"t": now, "engine": engine.name,
                                                   "light_iterations": engine.iterations[1]}))
-        self.log.info(f"engine {_describe(old)} -> {_describe(engine)} (sessions keep their "
-                      "state)")
+        self.log.info(f"engine {old.label} -> {engine.label} (sessions keep their state)")
 
     def status(self, now: int | None = None) -> dict:
         """The status message as :meth:`_send_status` builds it (also for the exit totals)."""
@@ -445,6 +439,9 @@ class Server:
         with self.lock:
             for s, t_recv, t_pub in sent:
                 self.core.note_published(s, t_recv, t_pub, out.t, out.fit_ns)
+        if sent:  # what the tick took beside its fit, for the pacer (tick loop only)
+            self.core.pacer.observe_rest(out.light, out.batch, max(
+                t_pub - t_recv for _, t_recv, t_pub in sent) - out.fit_ns)
         for _, t_recv, t_pub in sent:
             self.log.latency(t_pub - t_recv)
 
