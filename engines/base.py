@@ -166,7 +166,8 @@ class Engine(ABC):
     def label(self) -> str:
         """``inductor``, or ``inductor (light fit: 4 iterations)``: for logs."""
         light = self.iterations[1]
-        return self.name + (f" (light fit: {light} iterations)" if light else "")
+        return self.name + (f" (light fit: {light} iteration{'s' * (light != 1)})" if light
+                            else "")
 
     @property
     def iterations(self) -> tuple[int, int | None]:

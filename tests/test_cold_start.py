@@ -125,15 +125,16 @@ def _read(path: Path) -> bytes:
 @pytest.mark.slow
 def test_switches_to_the_built_engine_between_ticks(tmp_path):
     """The switches themselves, on a small checkpoint (its builds take about a minute, not
-    eight): to the compiled full fit, then to the same engine with its compiled light fit (4
-    and 2 iterations), with no session reset, no gap in the poses, and a replay that
+    eight): to the compiled full fit, then to the same engine with its compiled light fit (2
+    iterations and 1), with no session reset, no gap in the poses, and a replay that
     switches at the same ticks and gives the same poses. 15 Hz: on two cores the eager
     engine at 90 Hz would take the build's core too, and the replay fits every recorded
     frame."""
     ckpt = save_checkpoint(tmp_path / "small.pt", NeuralFitter(
         load_body_model(), FitterConfig(hidden=32, layers=2, init_hidden=32, lg_hidden=16,
-                                        iterations=4)).eval())
-    st = _serve_from_cold(tmp_path, "--checkpoint", str(ckpt), rate=15.0, until=lambda s: (
+                                        iterations=2)).eval())
+    st = _serve_from_cold(tmp_path, "--checkpoint", str(ckpt), "--light-iterations", "1",
+                          rate=15.0, until=lambda s: (
         s["light_in"] is not None and time.monotonic() - s["light_in"] > 2.0))
     log, poses, switched = st["log"], st["poses"], st["switched"]
     assert st["rc"] == 0, log
@@ -141,10 +142,10 @@ def test_switches_to_the_built_engine_between_ticks(tmp_path):
     assert st["engines"][0] == "eager" and switched is not None, log
     assert "building" in st["builds"] and st["builds"][-1] == "ready"
     # eager with its eager light fit, the compiled full fit alone, then with its light fit
-    assert st["iterations"] == [("eager", 4, 2), ("onnxruntime", 4, None),
-                                ("onnxruntime", 4, 2)], (st["iterations"], log)
-    assert "engine eager (light fit: 2 iterations) -> onnxruntime (sessions" in log, log
-    assert "engine onnxruntime -> onnxruntime (light fit: 2 iterations)" in log, log
+    assert st["iterations"] == [("eager", 2, 1), ("onnxruntime", 2, None),
+                                ("onnxruntime", 2, 1)], (st["iterations"], log)
+    assert "engine eager (light fit: 1 iteration) -> onnxruntime (sessions" in log, log
+    assert "engine onnxruntime -> onnxruntime (light fit: 1 iteration)" in log, log
     # sessions go on across the switch: no reset after the first pose (which the subscriber
     # may miss while it connects), poses keep coming
     assert "reset" not in [m["state"] for _, m in poses][1:]
