@@ -20,6 +20,11 @@ its figures (optionally all of them as JSON):
   90 Hz sessions. Targets: the server stays up, the valid sessions lose nothing (every frame
   received, one reset, no rejection), the counts by reason are exact.
 
+Every scenario's figures include ``light_share``, the share of ticks the server ran with its
+light fit (``tracker.server.pacing``); ``--light-iterations 0`` runs the servers without one
+(the comparison before / after). A server that has to build its engine first (the first run
+of a model) is waited for before anything is measured.
+
     python tools/load_test.py                      # all, 5-minute eight-session run
     python tools/load_test.py --only single,overload --seconds 10 --json out.json
 """
