@@ -167,10 +167,7 @@ class BackgroundBuild:
             label, engine = self._ready.popleft()
             if label == self.stages[-1].label:
                 self.state = "ready"
-            N, light = engine.iterations
-            what = f"{self.name}" if label == "full" else f"the light fit of {self.name}"
-            self.log(f"engines: switched to {what} after {self.seconds:.0f} s "
-                     f"({N} iterations" + (f", {light} under load)" if light else ")"))
+            self.log(f"engines: switched to {engine.label} after {self.seconds:.0f} s")
             return engine
         if self.state == "failed" and not self._reported:
             self._reported = True
