@@ -155,6 +155,9 @@ class Engine(ABC):
 
     def __init__(self, fitter: NeuralFitter):
         self.fitter = fitter.eval()
+        self.device: torch.device = fitter.theta_rest.device
+        """Where the fit runs: the fitter's device when the engine was made (read once: a
+        module attribute lookup on every tick costs more than the lookup is worth)."""
 
     def with_light(self, light: Engine | None) -> Engine:
         """This engine (sharing its loaded artifacts) with ``light`` as its light fit."""
@@ -174,10 +177,6 @@ class Engine(ABC):
         """``(N, N_light)``: iterations per frame of the full fit and of the light one."""
         light = self.light.fitter.cfg.iterations if self.light is not None else None
         return self.fitter.cfg.iterations, light
-
-    @property
-    def device(self) -> torch.device:
-        return self.fitter.theta_rest.device
 
     @property
     def state_shape(self) -> tuple[int, int]:
@@ -321,19 +320,21 @@ class CompiledEngine(Engine):
     def fit(self, batch: FitBatch) -> FitResult:
         x = self._inputs(batch)
         B = x[0].shape[0]
-        parts = []
-        for rows in chunks(B, self.buckets[-1]):
-            xs = tuple(t[rows] for t in x)
-            n = xs[0].shape[0]
-            slot = self._slot(n)
-            if not self.dynamic_batch:
-                xs = pad_rows(xs, slot)
-            out = self.runner(slot)(*xs)
-            parts.append([t[:n] for t in out])
-        if len(parts) == 1:
-            out = parts[0]
+        if B <= self.buckets[-1]:  # a live tick: one artifact call, no row views to make
+            out = self._run(x, B)
         else:
+            parts = [self._run(tuple(t[rows] for t in x), rows.stop - rows.start)
+                     for rows in chunks(B, self.buckets[-1])]
             out = [torch.cat(ts, 0) for ts in zip(*parts, strict=True)]
         theta, hidden, motion, residual, ok, pose, transl, joints = out
         return FitResult(FitState(theta, hidden, motion), residual, ok.bool(), pose, transl,
                          joints)
+
+    def _run(self, xs: tuple[Tensor, ...], n: int) -> Sequence[Tensor]:
+        """The outputs for ``n <= buckets[-1]`` rows of flat inputs (padded up to a static
+        engine's bucket, the padding cut off again)."""
+        slot = self._slot(n)
+        if self.dynamic_batch:
+            return self.runner(slot)(*xs)
+        out = self.runner(slot)(*pad_rows(xs, slot))
+        return out if n == slot else [t[:n] for t in out]

@@ -97,32 +97,31 @@ class Frame:
 _PLAIN_NUMBERS = frozenset((int, float))
 
 
-def _floats(msg: dict, key: str, n: int, where: str) -> np.ndarray:
-    # Plain Python checks: a frame has a few short arrays, where NumPy's per-call overhead
-    # would be most of the parse (and the parse is on every frame's way to its pose).
+def _floats(msg: dict, key: str, n: int, where: str) -> list[float]:
+    # Plain Python throughout (one array is made per pose, at the end): a frame has a few
+    # short arrays, where NumPy's per-call overhead would be most of the parse (and the parse
+    # is on every frame's way to its pose).
     v = msg.get(key)
     if not isinstance(v, list | tuple) or len(v) != n:
         raise Rejected("bad_type", f"{where}{key} must be an array of {n} numbers")
     if not _PLAIN_NUMBERS.issuperset(map(type, v)) and not all(
             isinstance(x, int | float) and not isinstance(x, bool) for x in v):
         raise Rejected("bad_type", f"{where}{key} must hold numbers only")
-    a = np.array(v, dtype=np.float64)
-    if not math.isfinite(sum(v)) and not np.isfinite(a).all():  # sum: inf/NaN, or huge
+    a = list(map(float, v))
+    if not math.isfinite(sum(a)) and not all(map(math.isfinite, a)):  # sum: inf/NaN, or huge
         raise Rejected("non_finite", f"{where}{key} holds NaN or infinity")
     return a
 
 
 def _pose(msg: dict, key: str, where: str = "") -> np.ndarray:
-    p = _floats(msg, key, 7, where)
-    x, y, z = p[:3].tolist()
+    x, y, z, qx, qy, qz, qw = _floats(msg, key, 7, where)
     if max(abs(x), abs(y), abs(z)) > MAX_ABS_POSITION_M:
         raise Rejected("out_of_range", f"{where}{key} position beyond ±{MAX_ABS_POSITION_M:g} m")
-    q = p[3:]
-    n = math.sqrt(q.dot(q))  # what np.linalg.norm computes for a vector, bit for bit
+    # the sequential sum of squares: what np.linalg.norm computes for 4 numbers, bit for bit
+    n = math.sqrt(qx * qx + qy * qy + qz * qz + qw * qw)
     if not QUAT_NORM_RANGE[0] <= n <= QUAT_NORM_RANGE[1]:
         raise Rejected("bad_quaternion", f"{where}{key} quaternion norm {n:.3g} outside [0.5, 2]")
-    p[3:] /= n
-    return p
+    return np.array((x, y, z, qx / n, qy / n, qz / n, qw / n))
 
 
 def _hand(msg: dict, side: str) -> HandObservation | None:
@@ -140,9 +139,9 @@ def _hand(msg: dict, side: str) -> HandObservation | None:
     tips = None
     if h.get("tips") is not None:
         tips = _floats(h, "tips", 15, f"{side}.")
-        if max(map(abs, tips.tolist())) > MAX_ABS_POSITION_M:
+        if max(map(abs, tips)) > MAX_ABS_POSITION_M:
             raise Rejected("out_of_range", f"{side}.tips beyond ±{MAX_ABS_POSITION_M:g} m")
-        tips = tips.reshape(5, 3)
+        tips = np.array(tips).reshape(5, 3)
     return HandObservation(wrist, tips, tracked)
 
 

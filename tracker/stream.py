@@ -92,15 +92,16 @@ def fit_tick(engine: Engine, streams: Sequence[StreamState], signals: HeadsetSig
     dt = torch.tensor([DEFAULT_DT_S if r else s.dt_seconds(t)
                        for s, t, r in zip(streams, t_ns, resets, strict=True)])
     batch = FitBatch(signals, betas, T_hmd, state, torch.tensor(resets), dt, floor)
-    cuda = engine.device.type == "cuda"
-    if engine.device.type != "cpu":
-        batch = batch.to(engine.device)
+    device = engine.device
+    cuda = device.type == "cuda"
+    if device.type != "cpu":
+        batch = batch.to(device)
     if cuda:  # the copies above are not the fit's time ...
-        torch.cuda.synchronize(engine.device)
+        torch.cuda.synchronize(device)
     t0 = time.perf_counter_ns()
     res = engine.fit(batch)
     if cuda:  # ... and the kernels it queued are (the ``ok`` read below would wait anyway)
-        torch.cuda.synchronize(engine.device)
+        torch.cuda.synchronize(device)
     fit_ns = time.perf_counter_ns() - t0
     ok = res.ok.tolist()
     for i, s in enumerate(streams):

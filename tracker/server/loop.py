@@ -208,6 +208,8 @@ class Server:
                         if t - first > 1_000_000:  # a long burst: let the tick start
                             self._wake.set()
                             first = t
+                    if not self.ingest.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                        break  # nothing more waiting: wake the tick loop now
                 if first is not None:
                     self._wake.set()
             if self.monitor in events:

@@ -14,6 +14,8 @@ rows and builds the maps. ``t_pub`` is added by the I/O layer right before sendi
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -32,23 +34,23 @@ def pose_messages(res: FitResult, betas: Tensor, visible: Tensor,
         betas: ``(B, K)`` shapes used. visible: ``(B, 2)`` bool, hands the fit used.
         heads: per row ``{"session", "seq", "t", "t_recv", "state"}``.
     """
-    # One array for the batch (a cat, one copy off the device, one finiteness test): the
-    # per-call overhead of many small NumPy/torch calls is the cost at the batch sizes of a
-    # live tick, and this runs between a frame's fit and its pose.
-    n_pose, n_transl = res.pose.shape[1], res.transl.shape[1]
-    n_joints = res.joints.shape[1]
-    out = torch.cat([res.pose, res.transl, res.joints, res.residual[:, None]], 1)
-    out = out.detach().to("cpu", torch.float32).numpy()
-    be = betas.detach().to("cpu", torch.float32).numpy()
-    finite = (np.isfinite(out).all(-1) & np.isfinite(be).all(-1)).tolist()
-    a, b, c = n_pose, n_pose + n_transl, n_pose + n_transl + n_joints
-    rows = zip(finite, out.tolist(), be.tolist(), visible.cpu().tolist(), heads, strict=True)
+    # Each output straight to Python floats (float32 values, as before), finiteness by a sum
+    # (float64: NaN or infinity anywhere makes it non-finite, and 300 float32 numbers cannot
+    # overflow it): at a live tick's batch size the per-call cost of tensor and NumPy
+    # operations is the whole cost, and this runs between a frame's fit and its pose.
+    def rows(t: Tensor) -> list:
+        return t.to("cpu", torch.float32).tolist()
+
+    pose, transl, joints, residual, beta = (rows(t) for t in (res.pose, res.transl, res.joints,
+                                                                res.residual, betas))
     msgs: list[dict | None] = []
-    for ok, row, beta, vis, head in rows:
+    for p, tr, j, r, be, vis, head in zip(pose, transl, joints, residual, beta,
+                                           visible.tolist(), heads, strict=True):
+        ok = math.isfinite(sum(p) + sum(tr) + sum(j) + r + sum(be))
         msgs.append({
             "v": VERSION, "session": head["session"], "seq": head["seq"], "t": head["t"],
-            "t_recv": head["t_recv"], "transl": row[a:b], "pose": row[:a], "betas": beta,
-            "joints": row[b:c], "visible": [bool(v) for v in vis], "residual": row[c],
+            "t_recv": head["t_recv"], "transl": tr, "pose": p, "betas": be,
+            "joints": j, "visible": [bool(v) for v in vis], "residual": r,
             "state": head["state"],
         } if ok else None)
     return msgs
