@@ -15,6 +15,7 @@ which offline evaluation (``trainer.eval``) calls too.
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgpack
@@ -75,6 +76,10 @@ class TickOutput:
     tick: published before the poses (``skeleton/<session>``)."""
     light: bool = False
     """The tick ran the light fit."""
+    settle: Callable[[], None] | None = None
+    """The tick's accounting (counts, fit times for the status and the pacer), not yet done:
+    :meth:`TrackerCore.run_tick` with ``settle=False`` leaves it to the caller, to run once the
+    poses are sent (nothing in it changes a message)."""
 
 
 class TrackerCore:
@@ -239,9 +244,13 @@ class TrackerCore:
             if self.events is not None:
                 self.events.append(("silent", s.id, f"{(t_now - s.last_recv) / 1e9:.1f} s"))
 
-    def run_tick(self, tin: TickInput) -> TickOutput:
+    def run_tick(self, tin: TickInput, settle: bool = True) -> TickOutput:
         """Fit ``tin`` as one batch (one ``engine.fit`` call, the light fit when ``tin.light``
-        and the engine has one) and build its pose messages."""
+        and the engine has one) and build its pose messages.
+
+        ``settle=False``: the tick's accounting is left in ``TickOutput.settle`` (the live loop
+        runs it after sending the poses: it is not on a frame's way to its pose); it must run
+        before the next tick begins (a diverged session's reset is set there)."""
         sessions = [s for s, _ in tin.items]
         frames = [p.frame for _, p in tin.items]
         B = len(frames)
@@ -251,33 +260,15 @@ class TrackerCore:
         engine = self.engine.light if light else self.engine
         res, resets, fit_ns = fit_tick(engine, [s.stream for s in sessions], sig, betas,
                                        T_hmd, [f.t for f in frames], tin.resets, floor)
-        self.pacer.observe(light, B, fit_ns)
-        self.totals["light_ticks"] += light
         ok = [not s.stream.diverged for s in sessions]  # fit_tick's reading of res.ok
         heads = []
         for s, (_, p), r, good in zip(sessions, tin.items, resets, ok, strict=True):
             heads.append({"session": s.id, "seq": p.frame.seq, "t": p.frame.t,
                           "t_recv": p.t_recv, "state": "reset" if (r or not good) else "ok"})
         msgs = pose_messages(res, betas, sig.visible, heads)
-        poses = []
-        for i, (s, (_, p), msg) in enumerate(zip(sessions, tin.items, msgs, strict=True)):
-            s.fitted += 1
-            s.last_fitted_seq = p.frame.seq
-            if resets[i]:
-                s.resets += 1
-                self.totals["resets"] += 1
-            if not ok[i] or msg is None:
-                s.need_reset, s.reset_reason = True, "diverged"
-                s.diverged += 1
-                self.totals["diverged"] += 1
-            if msg is None:
-                self.totals["non_finite_output"] += 1
-                continue
-            poses.append(PoseOut(s.id, msg, p.payload, p.frame))
-        self.ticks += 1
-        self.totals["fitted"] += B
-        self.fit_ns.append(fit_ns)
-        self.batch_sizes.append(B)
+        poses = [PoseOut(s.id, msg, p.payload, p.frame)
+                 for s, (_, p), msg in zip(sessions, tin.items, msgs, strict=True)
+                 if msg is not None]
         skeletons = []
         changed = {sid for sid, _ in tin.profile_changes}
         for i, s in enumerate(sessions):
@@ -285,7 +276,31 @@ class TrackerCore:
                 data = encode_skeleton(skeleton_message(self.body, s.id, betas[i]))
                 self.skeletons[s.id] = data
                 skeletons.append((s.id, data))
-        return TickOutput(tin.t, poses, fit_ns, B, skeletons, light)
+
+        def account() -> None:
+            self.pacer.observe(light, B, fit_ns)
+            self.totals["light_ticks"] += light
+            for i, (s, (_, p), msg) in enumerate(zip(sessions, tin.items, msgs, strict=True)):
+                s.fitted += 1
+                s.last_fitted_seq = p.frame.seq
+                if resets[i]:
+                    s.resets += 1
+                    self.totals["resets"] += 1
+                if not ok[i] or msg is None:
+                    s.need_reset, s.reset_reason = True, "diverged"
+                    s.diverged += 1
+                    self.totals["diverged"] += 1
+                if msg is None:
+                    self.totals["non_finite_output"] += 1
+            self.ticks += 1
+            self.totals["fitted"] += B
+            self.fit_ns.append(fit_ns)
+            self.batch_sizes.append(B)
+
+        if settle:
+            account()
+            return TickOutput(tin.t, poses, fit_ns, B, skeletons, light)
+        return TickOutput(tin.t, poses, fit_ns, B, skeletons, light, account)
 
     def skeletons_for(self, prefixes: list[bytes]) -> list[tuple[str, bytes]]:
         """``(session, packed skeleton)`` of every live session with a skeleton whose topic

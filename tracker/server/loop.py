@@ -314,7 +314,7 @@ class Server:
         for part in self.core.split(tin):
             try:
                 self._inject_tick_fault(part)
-                self._publish(self.core.run_tick(part))
+                self._run_and_publish(part)
                 continue
             except Exception as exc:
                 self._tick_failed(part, exc, isolate=len(part.items) == 1)
@@ -324,9 +324,18 @@ class Server:
                 for one in alone:
                     try:
                         self._inject_tick_fault(one)
-                        self._publish(self.core.run_tick(one))
+                        self._run_and_publish(one)
                     except Exception as exc:
                         self._tick_failed(one, exc, isolate=True)
+
+    def _run_and_publish(self, tin: TickInput) -> None:
+        """Fit, send the poses, then the tick's accounting (off the frames' way to their poses;
+        done even when sending failed)."""
+        out = self.core.run_tick(tin, settle=False)
+        try:
+            self._publish(out)
+        finally:
+            out.settle()
 
     def _tick_failed(self, tin: TickInput | None, exc: Exception, isolate: bool = False) -> None:
         ids = []
