@@ -180,6 +180,27 @@ def test_non_finite_never_published():
     assert msgs[0] is not None and msgs[1] is None and msgs[2] is None
 
 
+def test_finiteness_by_sum_keeps_huge_numbers_and_catches_nan_betas():
+    """The message's finiteness test adds the row up in float64: float32's largest numbers,
+    however many, stay finite; a NaN or infinity anywhere (betas included) does not."""
+    from engines.base import FitResult, FitState
+    from tracker.server.publish import pose_messages
+
+    big = torch.finfo(torch.float32).max
+    pose = torch.full((3, 156), big)
+    pose[2, 7] = -big
+    betas = torch.zeros(3, 10)
+    betas[1, 3] = math.nan
+    heads = [{"session": f"s{i}", "seq": 1, "t": 0, "t_recv": 0, "state": "ok"}
+             for i in range(3)]
+    res = FitResult(FitState(torch.zeros(3, 315), torch.zeros(3, 1), torch.zeros(3, 1)),
+                    torch.full((3,), big), torch.ones(3, dtype=torch.bool), pose,
+                    torch.full((3, 3), big), torch.full((3, 156), big))
+    msgs = pose_messages(res, betas, torch.ones(3, 2, dtype=torch.bool), heads)
+    assert msgs[0] is not None and msgs[1] is None and msgs[2] is not None
+    assert msgs[0]["pose"][0] == float(big) and msgs[0]["visible"] == [True, True]
+
+
 def test_axis_angle_near_pi_without_scipy():
     from scipy.spatial.transform import Rotation
 
