@@ -86,29 +86,6 @@ SUBSCRIPTION_POLL_S = 0.05
 subscriber's ``skeleton/<session>`` arrives within it (``tracker.server.skeleton``)."""
 
 
-class Wakeup:
-    """Wakes the tick loop: :meth:`set` from any thread (or a signal handler), :meth:`wait`
-    in the loop, which returns at the first set since the previous wait (or at the timeout).
-
-    A lock held while nothing is pending, released by :meth:`set` (any thread may release a
-    plain ``threading.Lock``): one C call on each side, where ``threading.Event`` goes through
-    a condition variable in Python, and both sides lie on a frame's way to its pose."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def set(self) -> None:
-        try:
-            self._lock.release()
-        except RuntimeError:  # already set
-            pass
-
-    def wait(self, timeout: float) -> bool:
-        """``True`` when woken (and no longer set), ``False`` at the timeout."""
-        return self._lock.acquire(timeout=timeout)
-
-
 @dataclass
 class ServerConfig:
     ingest: str = DEFAULT_INGEST
@@ -134,7 +111,7 @@ class Server:
     def __init__(self, core: TrackerCore, cfg: ServerConfig, clock=time.monotonic_ns):
         self.core, self.cfg, self.clock = core, cfg, clock
         self.lock = threading.Lock()
-        self._wake = Wakeup()
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self.ctx = zmq.Context()
         self.auth = self.monitor = self.ingest = self.out = None
@@ -284,6 +261,7 @@ class Server:
         while not stop.is_set():
             self._wake.wait(max(0.0, min((next_status - self.clock()) / 1e9,
                                          SUBSCRIPTION_POLL_S)))
+            self._wake.clear()
             if stop.is_set() or not self._threads_alive():
                 break
             tin = None
