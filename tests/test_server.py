@@ -267,18 +267,3 @@ def test_profiles_folder_applies_and_a_change_resets_the_session(tmp_path):
     out = core.tick(2 * 10**7)
     assert float(eng.seen_head[0, 1, 3]) == pytest.approx(1.62)
     assert out.poses[0].msg["state"] == "reset"
-
-
-def test_wakeup_wakes_once_per_set_from_any_thread():
-    import threading
-
-    from tracker.server.loop import Wakeup
-
-    w = Wakeup()
-    assert w.wait(0.0) is False  # nothing pending
-    w.set()
-    w.set()  # a second set before the wait is the same wake-up
-    assert w.wait(0.0) is True and w.wait(0.01) is False
-    t0 = time.monotonic()
-    threading.Timer(0.05, w.set).start()
-    assert w.wait(5.0) is True and time.monotonic() - t0 < 2.0
