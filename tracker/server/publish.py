@@ -7,7 +7,7 @@ directly over what its own runtime reports.
 
 The numbers come ready from the engine (``FitResult.pose``, ``transl``, ``joints``: float32,
 floor offset already removed, computed inside the compiled fit by
-``tracker.fitter.outputs.wire_outputs``); this module only checks they are finite, slices
+``tracker.fitter.outputs.wire_outputs``); this module only checks they are finite, takes
 rows and builds the maps. ``t_pub`` is added by the I/O layer right before sending
 (:func:`finish_pose`).
 """
