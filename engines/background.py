@@ -3,8 +3,8 @@
 A compiled engine that is not in the cache yet takes minutes to build (inductor: about
 170 s on this project's 2-core CPU). Rather than answer nothing for that long, a server
 starts on the eager engine (no build) and runs :class:`BackgroundBuild`, one stage per
-artifact set (the full fit, then the light fit at fewer iterations when the server has one:
-``Engine.light``, ``tracker.server.pacing``):
+artifact set (the full fit, then each light fit at fewer iterations when the server has them:
+``Engine.rungs``, ``tracker.server.pacing``):
 
 1. a child process (``python -m engines.prebuild``, lowest CPU priority) builds every slot
    the stage needs into the engine cache, printing one line per step;
@@ -13,14 +13,15 @@ artifact set (the full fit, then the light fit at fewer iterations when the serv
    no first-use cost;
 3. the serving loop calls :meth:`BackgroundBuild.poll` between ticks and switches engines
    when it returns one: after the full stage the compiled engine (no light fit yet: the
-   eager one is slower than the compiled full fit), after the light stage the same engine
-   with its compiled light fit. Every engine carries the same :class:`~engines.base.
+   eager ones are slower than the compiled full fit), after each light stage the same engine
+   with its compiled light fits so far. Every engine carries the same :class:`~engines.base.
    FitState` (CPU tensors for CPU engines), so sessions continue across a switch without a
    reset.
 
 For a static engine every batch bucket is built before the switch, so no tick waits on a
-build afterwards. A server whose full engine is cached but whose light one is not serves
-the full engine at once and builds only the light stage.
+build afterwards. A server whose full engine is cached but whose light ones are not serves
+the full engine at once and runs only the light stages (a rung already cached costs a child
+process that finds nothing to build).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ _REPO = Path(__file__).resolve().parent.parent
 @dataclass
 class Stage:
     """One build: ``make()`` returns the engine once its artifacts are in the cache;
-    ``iterations`` (``None``: the checkpoint's) goes to ``engines.prebuild``."""
+    ``iterations`` (``None``: the checkpoint's) goes to ``engines.prebuild``. ``label``:
+    ``full``, or ``light N`` (a light fit of N iterations)."""
 
     label: str
     make: Callable[[], Engine]
@@ -57,8 +59,9 @@ class BackgroundBuild:
 
     Args:
         make: the full compiled engine (``None``: it is cached and already serving, as
-            ``base``; only the light stage runs).
-        light: ``(iterations, make)`` of the light fit to build after it, or ``None``.
+            ``base``; only the light stages run).
+        light: ``(iterations, make)`` of each light fit to build after it, heaviest first
+            (``make`` returns the rung alone; it is added below the ones before).
         base: the engine serving now, used when ``make`` is ``None``.
 
     Attributes:
@@ -70,11 +73,11 @@ class BackgroundBuild:
     def __init__(self, name: str, make: Callable[[], Engine] | None,
                  checkpoint: str | None = None, body_model: str | None = None,
                  buckets: Sequence[int] = BUCKETS, log: Callable[[str], None] = print,
-                 nice: int = 10, light: tuple[int, Callable[[], Engine]] | None = None,
+                 nice: int = 10, light: Sequence[tuple[int, Callable[[], Engine]]] = (),
                  base: Engine | None = None):
         self.name, self.buckets, self.log = name, tuple(buckets), log
-        self.stages = ([Stage("full", make)] if make is not None else []) + (
-            [Stage("light", light[1], light[0])] if light is not None else [])
+        self.stages = ([Stage("full", make)] if make is not None else []) + [
+            Stage(f"light {n}", mk, n) for n, mk in light]
         if not self.stages:
             raise ValueError("nothing to build")
         self._argv = [sys.executable, "-m", "engines.prebuild", "--engine", name,
@@ -97,7 +100,8 @@ class BackgroundBuild:
         self._thread = threading.Thread(target=self._run, name="engine-build", daemon=True)
 
     def start(self) -> BackgroundBuild:
-        what = " and ".join(f"its {s.label} fit" for s in self.stages)
+        what = ", then ".join("its full fit" if s.iterations is None else
+                              f"its light fit of {s.iterations}" for s in self.stages)
         self.log(f"engines: building {self.name} in the background ({what}; minutes, once; "
                  "cached)")
         self._thread.start()
@@ -114,10 +118,10 @@ class BackgroundBuild:
                 self._build(stage)
                 self.state = "loading"
                 engine = self._load(stage)
-                if stage.label == "light":
+                if stage.iterations is not None:
                     if self._current is None:
                         raise RuntimeError("no engine to add the light fit to")
-                    engine = self._current.with_light(engine)
+                    engine = self._current.with_rung(engine)
                 self._current = engine
                 self._ready.append((stage.label, engine))
         except Exception as exc:  # reported by poll(); the server goes on as it is
@@ -165,7 +169,7 @@ class BackgroundBuild:
         ``None`` until then or if the build failed (``state`` ``failed``, logged once)."""
         if self._ready:
             label, engine = self._ready.popleft()
-            if label == self.stages[-1].label:
+            if not self._ready and label == self.stages[-1].label:
                 self.state = "ready"
             self.log(f"engines: switched to {engine.label} after {self.seconds:.0f} s")
             return engine
@@ -175,8 +179,9 @@ class BackgroundBuild:
                 self.log(f"engines: {self.name} could not be built ({self.error}); staying "
                          "on eager")
             else:
-                self.log(f"engines: the light fit of {self.name} could not be built "
-                         f"({self.error}); every tick runs the full fit")
+                self.log(f"engines: the light fit of {self.stage.split()[1]} iterations of "
+                         f"{self.name} could not be built ({self.error}); it stays out (the "
+                         "lighter ones too)")
         return None
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -149,34 +149,48 @@ class Engine(ABC):
     name: str = "?"
     precision: str = "fp32"
     light: Engine | None = None
-    """The same backend on the fitter with fewer iterations (``NeuralFitter.with_iterations``):
-    what a server runs for a tick that the full fit would make late (``tracker.server.
-    pacing``). ``None``: there is none (every tick runs the full fit)."""
+    """The engine's next light fit: the same backend on the fitter with fewer iterations
+    (``NeuralFitter.with_iterations``), which a server runs for a tick that this fit would
+    make late (``tracker.server.pacing``). Its own ``light`` is the next rung down, fewer
+    iterations still (:attr:`rungs`). ``None``: there is none."""
 
     def __init__(self, fitter: NeuralFitter):
         self.fitter = fitter.eval()
         self.device: torch.device = fitter.theta_rest.device
         """Where the fit runs: the fitter's device when the engine was made (read once: a
         module attribute lookup on every tick costs more than the lookup is worth)."""
+        self.rungs: tuple[Engine, ...] = (self,)
+        """The ladder, full fit first: ``rungs[k]`` is the fit a tick of level ``k`` runs
+        (kept with the engine: read on every tick)."""
 
     def with_light(self, light: Engine | None) -> Engine:
-        """This engine (sharing its loaded artifacts) with ``light`` as its light fit."""
+        """This engine (sharing its loaded artifacts) with ``light`` (and the rungs below
+        it) as its light fits."""
         pair = copy.copy(self)
         pair.light = light
+        pair.rungs = (pair,) if light is None else (pair, *light.rungs)
         return pair
+
+    def with_rung(self, rung: Engine) -> Engine:
+        """This engine with ``rung`` (alone, without its own light fits) as its lightest fit,
+        below the ones it has; neither engine is changed."""
+        rung = rung.with_light(None)
+        return self.with_light(rung if self.light is None else self.light.with_rung(rung))
 
     @property
     def label(self) -> str:
-        """``inductor``, or ``inductor (light fit: 4 iterations)``: for logs."""
-        light = self.iterations[1]
-        return self.name + (f" (light fit: {light} iteration{'s' * (light != 1)})" if light
-                            else "")
+        """``inductor``, or ``inductor (light fits: 4, 2 iterations)``: for logs."""
+        light = self.iterations[1:]
+        if not light:
+            return self.name
+        return (f"{self.name} (light fit{'s' * (len(light) > 1)}: "
+                f"{', '.join(map(str, light))} iteration{'s' * (light != (1,))})")
 
     @property
-    def iterations(self) -> tuple[int, int | None]:
-        """``(N, N_light)``: iterations per frame of the full fit and of the light one."""
-        light = self.light.fitter.cfg.iterations if self.light is not None else None
-        return self.fitter.cfg.iterations, light
+    def iterations(self) -> tuple[int, ...]:
+        """Iterations per frame of each rung: ``(N, N_light, ...)``, ``(N,)`` without light
+        fits."""
+        return tuple(e.fitter.cfg.iterations for e in self.rungs)
 
     @property
     def state_shape(self) -> tuple[int, int]:
@@ -193,7 +207,7 @@ class Engine(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What runs: for logs, the server's status and benchmark reports."""
-        N, light = self.iterations
+        N, *light = self.iterations
         return {"engine": self.name, "precision": self.precision, "device": str(self.device),
                 "iterations": N, "light_iterations": light}
 

@@ -7,7 +7,7 @@ a compiler), so importing this module imports none of them; they import ``engine
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engines.base import CompiledEngine, EagerEngine, Engine, EngineError
@@ -73,13 +73,15 @@ def resolve_engine_name(name: str) -> str:
 
 
 def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path | None = None,
-                prepare: bool = True, light_iterations: int | None = None,
+                prepare: bool = True, light_iterations: int | Sequence[int] | None = None,
                 **options) -> Engine:
     """The engine ``name`` for ``fitter`` (see the module docstring for the names).
 
     Args:
-        light_iterations: also make the same backend for ``fitter.with_iterations(n)`` as
-            the engine's ``light`` fit (``Engine.light``; ``None``: none).
+        light_iterations: also make the same backend for ``fitter.with_iterations(n)`` for
+            each ``n`` (fewest last) as the engine's ladder of light fits (``Engine.light``,
+            ``Engine.rungs``; ``None`` or empty: none); a rung that fails to build is left
+            out with a warning.
         cache: engine cache directory (default ``$FITSTREAM_CACHE`` or
             ``~/.cache/fitstream/engines``) or an :class:`EngineCache`.
         prepare: build or load the compiled artifact for batch 1 now (minutes the first
@@ -113,22 +115,30 @@ def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path
             warnings.warn(f"engine {candidate!r} failed to build ({exc}); trying the next",
                           stacklevel=2)
             continue
-        if light_iterations:
-            engine = engine.with_light(_make_light(candidate, fitter, light_iterations, cache,
-                                                   prepare, options))
+        for n in light_rungs(light_iterations):
+            rung = _make_light(candidate, fitter, n, cache, prepare, options)
+            if rung is not None:
+                engine = engine.with_rung(rung)
         return engine
     return EagerEngine(fitter)  # pragma: no cover - eager is always the last candidate
 
 
+def light_rungs(light_iterations: int | Sequence[int] | None) -> tuple[int, ...]:
+    """``light_iterations`` of :func:`make_engine` as a tuple (``None``, ``0``: empty)."""
+    if not light_iterations:
+        return ()
+    return (light_iterations,) if isinstance(light_iterations, int) else tuple(light_iterations)
+
+
 def _make_light(name: str, fitter: NeuralFitter, n: int, cache, prepare: bool,
                 options: dict) -> Engine | None:
-    """The light fit (``Engine.light``) on backend ``name``; ``None`` with a warning when it
-    cannot be built (the full engine serves every tick then)."""
+    """A light fit (a rung of ``Engine.rungs``) on backend ``name``; ``None`` with a warning
+    when it cannot be built (the ticks it would have run take the next heavier fit)."""
     try:
         return _make_one(name, fitter.with_iterations(n), cache, prepare, options)
     except Exception as exc:
         warnings.warn(f"the light fit ({n} iterations) of engine {name!r} failed to build "
-                      f"({exc}); every tick runs the full fit", stacklevel=3)
+                      f"({exc}); it is left out", stacklevel=3)
         return None
 
 

@@ -76,12 +76,14 @@ def _serve_from_cold(tmp_path, *extra: str, until, rate: float = 90.0):
             if topic == b"status":
                 st["engines"].append(msg["engine"])
                 st["builds"].append(msg.get("engine_build", {}).get("state"))
-                it = (msg["engine"], msg["iterations"]["full"], msg["iterations"]["light"])
+                it = (msg["engine"], msg["iterations"]["full"],
+                      tuple(msg["iterations"]["light"]))
                 if not st["iterations"] or st["iterations"][-1] != it:
                     st["iterations"].append(it)
                 if msg["engine"] == "onnxruntime" and st["switched"] is None:
                     st["switched"] = now
-                if it[0] == "onnxruntime" and it[2] and st["light_in"] is None:
+                if (it[0] == "onnxruntime" and it[2] and st["builds"][-1] == "ready"
+                        and st["light_in"] is None):  # every light fit is in
                     st["light_in"] = now
             else:
                 st["first_pose"] = st["first_pose"] or now
@@ -125,15 +127,15 @@ def _read(path: Path) -> bytes:
 @pytest.mark.slow
 def test_switches_to_the_built_engine_between_ticks(tmp_path):
     """The switches themselves, on a small checkpoint (its builds take about a minute, not
-    eight): to the compiled full fit, then to the same engine with its compiled light fit (2
-    iterations and 1), with no session reset, no gap in the poses, and a replay that
-    switches at the same ticks and gives the same poses. 15 Hz: on two cores the eager
-    engine at 90 Hz would take the build's core too, and the replay fits every recorded
-    frame."""
+    eight): to the compiled full fit (3 iterations), then to the same engine with each of its
+    compiled light fits (2, then 1: one stage each), with no session reset, no gap in the
+    poses, and a replay that switches at the same ticks and gives the same poses. 15 Hz: on
+    two cores the eager engine at 90 Hz would take the build's core too, and the replay fits
+    every recorded frame."""
     ckpt = save_checkpoint(tmp_path / "small.pt", NeuralFitter(
         load_body_model(), FitterConfig(hidden=32, layers=2, init_hidden=32, lg_hidden=16,
-                                        iterations=2)).eval())
-    st = _serve_from_cold(tmp_path, "--checkpoint", str(ckpt), "--light-iterations", "1",
+                                        iterations=3)).eval())
+    st = _serve_from_cold(tmp_path, "--checkpoint", str(ckpt), "--light-iterations", "2,1",
                           rate=15.0, until=lambda s: (
         s["light_in"] is not None and time.monotonic() - s["light_in"] > 2.0))
     log, poses, switched = st["log"], st["poses"], st["switched"]
@@ -141,11 +143,14 @@ def test_switches_to_the_built_engine_between_ticks(tmp_path):
     assert st["first_pose"] is not None and st["first_pose"] - st["t0"] <= FIRST_POSE_S, log
     assert st["engines"][0] == "eager" and switched is not None, log
     assert "building" in st["builds"] and st["builds"][-1] == "ready"
-    # eager with its eager light fit, the compiled full fit alone, then with its light fit
-    assert st["iterations"] == [("eager", 2, 1), ("onnxruntime", 2, None),
-                                ("onnxruntime", 2, 1)], (st["iterations"], log)
-    assert "engine eager (light fit: 1 iteration) -> onnxruntime (sessions" in log, log
-    assert "engine onnxruntime -> onnxruntime (light fit: 1 iteration)" in log, log
+    # eager with its eager light fits, the compiled full fit alone, then with its light fits
+    assert st["iterations"] == [("eager", 3, (2, 1)), ("onnxruntime", 3, ()),
+                                ("onnxruntime", 3, (2,)), ("onnxruntime", 3, (2, 1))], (
+        st["iterations"], log)
+    assert "engine eager (light fits: 2, 1 iterations) -> onnxruntime (sessions" in log, log
+    assert "engine onnxruntime -> onnxruntime (light fit: 2 iterations)" in log, log
+    assert ("engine onnxruntime (light fit: 2 iterations) -> onnxruntime (light fits: 2, 1 "
+            "iterations)") in log, log
     # sessions go on across the switch: no reset after the first pose (which the subscriber
     # may miss while it connects), poses keep coming
     assert "reset" not in [m["state"] for _, m in poses][1:]

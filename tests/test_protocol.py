@@ -243,10 +243,11 @@ class _EchoEngine:
     name = "echo"
     device = torch.device("cpu")
     light = None  # no light fit (``Engine.light``)
-    iterations = (1, None)
+    iterations = (1,)
 
     def __init__(self, body):
         self.fitter = type("F", (), {"body": body})()
+        self.rungs = (self,)
 
     def initial_state(self, B):
         from engines.base import FitState

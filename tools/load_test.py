@@ -20,9 +20,10 @@ its figures (optionally all of them as JSON):
   90 Hz sessions. Targets: the server stays up, the valid sessions lose nothing (every frame
   received, one reset, no rejection), the counts by reason are exact.
 
-Every scenario's figures include ``light_share``, the share of ticks the server ran with its
-light fit (``tracker.server.pacing``); ``--light-iterations 0`` runs the servers without one
-(the comparison before / after). A server that has to build its engine first (the first run
+Every scenario's figures include ``light_share``, the share of ticks the server ran with one
+of its light fits, and ``ticks_by_iterations`` (``tracker.server.pacing``);
+``--light-iterations 0`` runs the servers without them, ``--light-iterations 4`` with one
+(the comparisons before / after). A server that has to build its engine first (the first run
 of a model) is waited for before anything is measured.
 
     python tools/load_test.py                      # all, 5-minute eight-session run
@@ -200,6 +201,7 @@ def latency_figures(col: Collector, skip_s: float = 1.0) -> dict:
     st = col.status
     return {"engine": st["engine"], "iterations": st["iterations"],
             "light_share": round(st["light_ticks"] / max(st["ticks"], 1), 4),
+            "ticks_by_iterations": st.get("ticks_by_iterations"),
             "latency_ms": pct(lat), "fit_ms": st["fit_ms"],
             "queue_ms": st["queue_ms"], "overhead_ms": st["overhead_ms"], "batch": st["batch"],
             "max_age_ticks": st["max_age_ticks"], "poses": len(p)}
@@ -385,8 +387,8 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--light-iterations", default=None, metavar="N|auto",
-                    help="the servers' --light-iterations (0: never the light fit; default: "
+    ap.add_argument("--light-iterations", default=None, metavar="N[,M...]|auto",
+                    help="the servers' --light-iterations (0: never a light fit; default: "
                          "the server's default)")
     ap.add_argument("--json", default=None, metavar="FILE")
     args = ap.parse_args(argv)

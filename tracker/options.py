@@ -35,26 +35,41 @@ def add_model_arguments(p, recorded: bool = False) -> None:
 
 
 def add_light_iterations_argument(p, recorded: bool = False) -> None:
-    """``--light-iterations N|auto``: the fewer iterations a server runs for ticks the full
-    fit would make late (``tracker.server.pacing``); ``recorded``: default as recorded."""
+    """``--light-iterations N[,M...]|auto|0``: the fewer iterations a server runs for ticks
+    the full fit would make late (``tracker.server.pacing``); ``recorded``: default as
+    recorded."""
     p.add_argument("--light-iterations", default=None if recorded else "auto",
-                   type=count_or_auto, metavar="N|auto",
-                   help="iterations per frame of the light fit, run for a tick when the full "
-                        "fit would publish it after the next frame arrives (a busy machine, "
-                        "many sessions); 0: never (default: " + (
+                   type=light_iterations_or_auto, metavar="N[,M...]|auto",
+                   help="iterations per frame of the light fits, heaviest first: a tick runs "
+                        "the next lighter one when the one it runs would publish it after "
+                        "the next frame arrives (a busy machine, many sessions); 0: never "
+                        "(default: " + (
                             "as recorded" if recorded else
-                            "auto = the checkpoint's iterations - 2, none below 4; a compiled "
-                            "engine builds it in the background after the full one") + ")")
+                            "auto = the checkpoint's iterations - 2 and - 4, none below 2; a "
+                            "compiled engine builds them in the background after the full "
+                            "one") + ")")
 
 
-def count_or_auto(text: str) -> int | str:
-    """``auto`` or a whole number (argparse type)."""
+def parse_light_iterations(text: str) -> tuple[int, ...]:
+    """``"4,2"`` -> ``(4, 2)``; ``"0"`` -> ``()``; :class:`ValueError` for anything else."""
+    parts = [t.strip() for t in text.split(",")]
+    counts = tuple(int(t) for t in parts)  # ValueError for a word or an empty part
+    if counts == (0,):
+        return ()
+    if any(n < 1 for n in counts):
+        raise ValueError("counts must be 1 or more (or one 0 for none)")
+    return counts
+
+
+def light_iterations_or_auto(text: str) -> tuple[int, ...] | str:
+    """``auto``, or whole numbers separated by commas (argparse type)."""
     import argparse
 
     if text == "auto":
         return text
     try:
-        return int(text)
+        return parse_light_iterations(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto', 0, or whole numbers separated by commas (e.g. 4,2), got "
+            f"{text!r}") from None

@@ -15,14 +15,18 @@ topic                data                                           log_time
                      subscriptions); replay rebuilds them, unread
 ``status``           the published status payload                    its ``t``
 ``tracker/tick``     ``{"t", "n", "light"}``: a tick took every       the tick time
-                     frame received before ``t`` and fitted ``n``,
-                     with the light fit when ``light`` (``tracker.
-                     server.pacing``; absent in older recordings)
+                     frame received before ``t`` and fitted ``n``
+                     with the fit ``light``: 0 the full fit, k the
+                     k-th light fit (``tracker.server.pacing``;
+                     ``true`` / ``false`` in recordings from before
+                     the ladder, absent in older ones)
 ``tracker/profile``  a session's calibration, applied from the next   the tick time
                      tick (``tracker.server.profiles``)
 ``tracker/engine``   ``{"t", "engine", "light_iterations"}``: the     the switch time
-                     server switched to this engine (its background
-                     build was ready) before the next tick
+                     server switched to this engine, with these
+                     light fits (a list; a number or nil before the
+                     ladder), before the next tick (its background
+                     build was ready)
 ==================== ============================================== =========================
 
 plus one metadata record ``tracker`` (engine, checkpoint, body model, visibility, threads).

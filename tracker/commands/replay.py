@@ -40,6 +40,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import re
     import sys
     from collections import defaultdict
     from pathlib import Path
@@ -68,8 +69,8 @@ def run(args) -> int:
     engine_asked = args.engine is not None
     args.engine = args.engine or meta.get("engine", "auto")
     args.visibility = args.visibility or meta.get("visibility", "device")
-    recorded_light = str(meta.get("light_iterations", ""))  # metadata values are text
-    recorded_light = int(recorded_light) if recorded_light.isdigit() else 0  # "None": none
+    # metadata values are text: "[4, 2]", or "4" / "None" from before the ladder of light fits
+    recorded_light = tuple(int(n) for n in re.findall(r"\d+", meta.get("light_iterations", "")))
     if args.light_iterations is None:  # older recordings: no light fit
         args.light_iterations = recorded_light
     threads = set_threads(args.threads or int(meta.get("threads", 0)) or None)
@@ -77,14 +78,14 @@ def run(args) -> int:
     core, info = build_core(args)
     core.profiles = RecordedProfiles(core.body)  # the profiles the recording applied
     rec_sha = meta.get("checkpoint_sha256")
-    light_now = core.engine.iterations[1] or 0
+    light_now = core.engine.iterations[1:]
     if meta and (rec_sha != info["checkpoint_sha256"] or meta.get("engine") != core.engine.name
                  or recorded_light != light_now):
         print(f"tracker replay: note: recorded with {meta.get('checkpoint')} "
-              f"({rec_sha or '-'}) / {meta.get('engine')} / light fit {recorded_light or '-'}; "
-              f"replaying with {info['checkpoint']} ({info['checkpoint_sha256'] or '-'}) / "
-              f"{core.engine.name} / light fit {light_now or '-'}: poses will differ",
-              file=sys.stderr)
+              f"({rec_sha or '-'}) / {meta.get('engine')} / light fits "
+              f"{_counts(recorded_light)}; replaying with {info['checkpoint']} "
+              f"({info['checkpoint_sha256'] or '-'}) / {core.engine.name} / light fits "
+              f"{_counts(light_now)}: poses will differ", file=sys.stderr)
     if args.speed is False:
         args.speed = 1.0 if (args.view or args.publish) else None
 
@@ -135,7 +136,7 @@ def run(args) -> int:
               "(a build takes minutes if it is not cached)", file=sys.stderr, flush=True)
         try:
             return make_engine(name, core.engine.fitter,
-                               light_iterations=core.engine.iterations[1])
+                               light_iterations=core.engine.iterations[1:])
         except EngineError as exc:
             print(f"tracker replay: note: {exc}; going on with {core.engine.name} (poses "
                   "will differ)", file=sys.stderr, flush=True)
@@ -165,6 +166,11 @@ def run(args) -> int:
             out = write_amass_npz(args.out, session, msgs, core.body)
             print(f"  wrote {out} ({len(msgs)} frames)")
     return 0
+
+
+def _counts(light: tuple[int, ...]) -> str:
+    """``4,2``, or ``-`` for none."""
+    return ",".join(map(str, light)) or "-"
 
 
 def _report(stats, path) -> None:

@@ -42,10 +42,10 @@ def add_arguments(p):
     p.add_argument("--no-frame-echo", action="store_true",
                    help="do not publish frame/<session> (the frame each pose answers)")
     p.add_argument("--build", choices=("background", "wait"), default="background",
-                   help="when the compiled engine or its light fit is not in the engine cache "
-                        "yet (the first run after an install or a model change; inductor "
-                        "takes minutes): serve at once (on eager, or on the cached full "
-                        "engine) and switch between ticks when the build, done in a "
+                   help="when the compiled engine or one of its light fits is not in the "
+                        "engine cache yet (the first run after an install or a model change; "
+                        "inductor takes minutes): serve at once (on eager, or on the cached "
+                        "full engine) and switch between ticks when the build, done in a "
                         "low-priority child process, is ready (background), or build before "
                         "serving (wait) (default: background)")
     p.add_argument("--quiet", action="store_true",

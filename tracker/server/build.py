@@ -29,16 +29,17 @@ def set_threads(n: int | None) -> int:
 
 
 def build_engine(checkpoint=None, body_model=None, engine: str = "auto",
-                 background: bool = False, log=print, light_iterations: int | str | None = None):
+                 background: bool = False, log=print,
+                 light_iterations: int | str | tuple[int, ...] | None = None):
     """``(engine, model_info)``; errors become :class:`tracker.errors.UserError`.
 
-    ``background``: when the compiled engine asked for (or its light fit) is not in the
-    engine cache yet, return what can serve at once (the eager engine, or the cached compiled
-    engine without its light fit) and put a started :class:`engines.background.
+    ``background``: when the compiled engine asked for (or one of its light fits) is not in
+    the engine cache yet, return what can serve at once (the eager engine, or the cached
+    compiled engine without its light fits) and put a started :class:`engines.background.
     BackgroundBuild` in ``model_info["build"]`` (the caller polls it and switches).
-    ``light_iterations``: the engine's light fit (``Engine.light``, ``tracker.server.
-    pacing``): ``"auto"`` (the checkpoint's iterations minus 2, none below 4), a count below
-    the checkpoint's, or ``0`` / ``None`` for none.
+    ``light_iterations``: the engine's ladder of light fits (``Engine.rungs``, ``tracker.
+    server.pacing``): ``"auto"`` (:func:`~tracker.server.pacing.default_light_iterations`),
+    counts below the checkpoint's (one, or a tuple / ``"4,2"``), or ``0`` / ``None`` for none.
     """
     from engines.base import EngineError
     from engines.cache import sha256_file
@@ -69,35 +70,43 @@ def build_engine(checkpoint=None, body_model=None, engine: str = "auto",
         "checkpoint_sha256": "" if untrained else sha256_file(path)[:16],
         "body": body.data.name, "body_fingerprint": body.fingerprint,
         "hidden": fitter.cfg.hidden, "layers": fitter.cfg.layers,
-        "iterations": fitter.cfg.iterations, "light_iterations": light,
+        "iterations": fitter.cfg.iterations, "light_iterations": list(light),
     }
     if build is not None:
         info["build"] = build
     return eng, info
 
 
-def _light_iterations(asked: int | str | None, iterations: int) -> int | None:
-    """The light fit's iterations for ``--light-iterations`` (see :func:`build_engine`)."""
+def _light_iterations(asked: int | str | tuple[int, ...] | None,
+                      iterations: int) -> tuple[int, ...]:
+    """The light fits' iterations for ``--light-iterations`` (see :func:`build_engine`),
+    heaviest first."""
     from tracker.errors import UserError
+    from tracker.options import parse_light_iterations
     from tracker.server.pacing import default_light_iterations
 
     if asked == "auto":
         return default_light_iterations(iterations)
     if not asked:
-        return None
-    n = int(asked)
+        return ()
+    rungs = parse_light_iterations(asked) if isinstance(asked, str) else (
+        (asked,) if isinstance(asked, int) else tuple(asked))
+    if not rungs:
+        return ()
     if iterations < 2:
         raise UserError(f"--light-iterations: the checkpoint runs {iterations} iteration, "
                         "so it has no lighter fit; use 0")
-    if not 1 <= n < iterations:
+    bad = [n for n in rungs if not 1 <= n < iterations]
+    if bad:
         raise UserError(f"--light-iterations must be from 1 to {iterations - 1} (the "
-                        f"checkpoint runs {iterations}), or 0 for none; got {n}")
-    return n
+                        f"checkpoint runs {iterations}), or 0 for none; got {bad[0]}")
+    return tuple(sorted(set(rungs), reverse=True))
 
 
-def _serve_while_building(name: str, fitter, light: int | None, checkpoint, body_model, log):
+def _serve_while_building(name: str, fitter, light: tuple[int, ...], checkpoint, body_model,
+                          log):
     """``(engine to serve now, started BackgroundBuild)`` when the compiled engine ``name``
-    or its light fit must be built first, else ``(None, None)``."""
+    or one of its light fits must be built first, else ``(None, None)``."""
     from engines.background import BackgroundBuild
     from engines.base import CompiledEngine
     from engines.registry import make_engine
@@ -106,17 +115,18 @@ def _serve_while_building(name: str, fitter, light: int | None, checkpoint, body
     if not isinstance(later, CompiledEngine):
         return None, None
     full_missing = bool(later.missing())
-    if not (full_missing or (later.light is not None and later.light.missing())):
+    rungs = later.rungs[1:]
+    if not (full_missing or any(r.missing() for r in rungs)):
         return None, None
-    if full_missing:  # eager (and its eager light fit) now, the compiled full fit first
+    if full_missing:  # eager (and its eager light fits) now, the compiled full fit first
         eng = make_engine("eager", fitter, light_iterations=light)
         make = lambda: later.with_light(None)  # noqa: E731
-    else:  # the full engine is cached: serve it now, build the light fit only
+    else:  # the full engine is cached: serve it now, build the light fits only
         eng = later.with_light(None)
         eng.warmup([1])
         make = None
-    stage_light = None if later.light is None else (light, lambda: later.light)
-    build = BackgroundBuild(name, make, checkpoint, body_model, log=log, light=stage_light,
+    stages = [(r.fitter.cfg.iterations, lambda r=r: r.with_light(None)) for r in rungs]
+    build = BackgroundBuild(name, make, checkpoint, body_model, log=log, light=stages,
                             base=eng).start()
     return eng, build
 

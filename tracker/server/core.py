@@ -45,8 +45,9 @@ class TickInput:
     items: list[tuple[Session, Pending]]
     resets: list[bool]
     profile_changes: list[tuple[str, object]] = field(default_factory=list)
-    light: bool = False
-    """Fit with the engine's light fit (fewer iterations; ``tracker.server.pacing``)."""
+    level: int = 0
+    """Which fit: 0 the full fit, k the engine's k-th light fit (``Engine.rungs``, fewer
+    iterations; ``tracker.server.pacing``); past the engine's lightest, its lightest."""
 
 
 @dataclass
@@ -74,8 +75,9 @@ class TickOutput:
     skeletons: list[tuple[str, bytes]] = field(default_factory=list)
     """``(session, packed skeleton)`` of the sessions that started or changed profile in this
     tick: published before the poses (``skeleton/<session>``)."""
-    light: bool = False
-    """The tick ran the light fit."""
+    level: int = 0
+    """The fit the tick ran (``TickInput.level``; the engine's rung, so never past its
+    lightest)."""
     settle: Callable[[], None] | None = None
     """The tick's accounting (counts, fit times for the status and the pacer), not yet done:
     :meth:`TrackerCore.run_tick` with ``settle=False`` leaves it to the caller, to run once the
@@ -91,7 +93,7 @@ class TrackerCore:
                  pacer: Pacer | None = None):
         self.engine = engine
         self.pacer = pacer if pacer is not None else Pacer()
-        """Chooses each tick's fit when the engine has a light one (``Engine.light``)."""
+        """Chooses each tick's fit when the engine has light ones (``Engine.rungs``)."""
         self.body = engine.fitter.body
         self.visibility = visibility
         self.profiles = profiles if profiles is not None else DefaultProfiles(self.body)
@@ -100,6 +102,8 @@ class TrackerCore:
         self.rejected = Counter({r: 0 for r in REJECT_REASONS})
         self.totals = Counter(received=0, fitted=0, dropped=0, resets=0, diverged=0,
                               non_finite_output=0, faults=0, light_ticks=0)
+        self.rung_ticks: Counter = Counter()
+        """Ticks per iteration count (the status's ``ticks_by_iterations``)."""
         self.events: list | None = None
         """``None``, or a list/deque that gets ``(kind, session, detail)`` for ``started``,
         ``reset`` (detail: the reason), ``silent``, ``forgotten`` (the server's log)."""
@@ -151,11 +155,12 @@ class TrackerCore:
             s.rejected += 1
 
     # ------------------------------------------------------------------ tick
-    def begin_tick(self, t_now: int, light: bool | None = None) -> TickInput | None:
+    def begin_tick(self, t_now: int, level: int | None = None) -> TickInput | None:
         """Take every pending frame (forgetting silent sessions first); ``None`` when none.
 
-        ``light``: run the engine's light fit (a replay passes the recorded choice); ``None``:
-        the pacer chooses (``tracker.server.pacing``), never when the engine has none."""
+        ``level``: the fit to run (``TickInput.level``; a replay passes the recorded choice);
+        ``None``: the pacer chooses (``tracker.server.pacing``), the full fit when the engine
+        has no light one."""
         for sid in self.table.expire(t_now):
             self.skeletons.pop(sid, None)
         if len(self.skeletons) > len(self.table):  # forgotten while receiving
@@ -182,11 +187,12 @@ class TrackerCore:
             if s.need_reset and s.stream.fit is not None and self.events is not None:
                 self.events.append(("reset", s.id, s.reset_reason))
             s.need_reset = False
-        if light is None:
-            light = self.engine.light is not None and self.pacer.choose(
+        if level is None:
+            levels = len(self.engine.rungs)
+            level = 0 if levels == 1 else self.pacer.choose(
                 t_now, len(items), min((s.period_ns for s, _ in items if s.period_ns > 0),
-                                       default=0))
-        return TickInput(t_now, items, resets, changes, light)
+                                       default=0), levels)
+        return TickInput(t_now, items, resets, changes, int(level))
 
     def fault(self, tin: TickInput, isolate: bool = False) -> list[str]:
         """A tick failed (an exception anywhere in fitting or publishing it): forget the fit
@@ -214,7 +220,7 @@ class TrackerCore:
         for s, p in tin.items:
             s.need_reset = False
             out.append(TickInput(tin.t, [(s, p)], [True],
-                                 [c for c in tin.profile_changes if c[0] == s.id], tin.light))
+                                 [c for c in tin.profile_changes if c[0] == s.id], tin.level))
         return out
 
     def split(self, tin: TickInput) -> list[TickInput]:
@@ -230,7 +236,7 @@ class TrackerCore:
         for g in groups:
             ids = {tin.items[i][0].id for i in g}
             out.append(TickInput(tin.t, [tin.items[i] for i in g], [tin.resets[i] for i in g],
-                                 [c for c in tin.profile_changes if c[0] in ids], tin.light))
+                                 [c for c in tin.profile_changes if c[0] in ids], tin.level))
         return out
 
     def enable_events(self, maxlen: int = 4096) -> deque:
@@ -245,8 +251,8 @@ class TrackerCore:
                 self.events.append(("silent", s.id, f"{(t_now - s.last_recv) / 1e9:.1f} s"))
 
     def run_tick(self, tin: TickInput, settle: bool = True) -> TickOutput:
-        """Fit ``tin`` as one batch (one ``engine.fit`` call, the light fit when ``tin.light``
-        and the engine has one) and build its pose messages.
+        """Fit ``tin`` as one batch (one ``engine.fit`` call, on the rung ``tin.level``) and
+        build its pose messages.
 
         ``settle=False``: the tick's accounting is left in ``TickOutput.settle`` (the live loop
         runs it after sending the poses: it is not on a frame's way to its pose); it must run
@@ -256,8 +262,9 @@ class TrackerCore:
         B = len(frames)
         betas, T_hmd, floor = self._tensors.stack([s.profile for s in sessions])
         sig = frames_to_signals(frames, self.visibility, floor=floor.numpy())
-        light = tin.light and self.engine.light is not None
-        engine = self.engine.light if light else self.engine
+        rungs = self.engine.rungs
+        level = min(tin.level, len(rungs) - 1)
+        engine = rungs[level]
         res, resets, fit_ns = fit_tick(engine, [s.stream for s in sessions], sig, betas,
                                        T_hmd, [f.t for f in frames], tin.resets, floor)
         ok = [not s.stream.diverged for s in sessions]  # fit_tick's reading of res.ok
@@ -278,8 +285,9 @@ class TrackerCore:
                 skeletons.append((s.id, data))
 
         def account() -> None:
-            self.pacer.observe(light, B, fit_ns)
-            self.totals["light_ticks"] += light
+            self.pacer.observe(level, B, fit_ns)
+            self.totals["light_ticks"] += level > 0
+            self.rung_ticks[engine.iterations[0]] += 1
             for i, (s, (_, p), msg) in enumerate(zip(sessions, tin.items, msgs, strict=True)):
                 s.fitted += 1
                 s.last_fitted_seq = p.frame.seq
@@ -299,8 +307,8 @@ class TrackerCore:
 
         if settle:
             account()
-            return TickOutput(tin.t, poses, fit_ns, B, skeletons, light)
-        return TickOutput(tin.t, poses, fit_ns, B, skeletons, light, account)
+            return TickOutput(tin.t, poses, fit_ns, B, skeletons, level)
+        return TickOutput(tin.t, poses, fit_ns, B, skeletons, level, account)
 
     def skeletons_for(self, prefixes: list[bytes]) -> list[tuple[str, bytes]]:
         """``(session, packed skeleton)`` of every live session with a skeleton whose topic
@@ -316,18 +324,18 @@ class TrackerCore:
         from tracker.server.faults import good_message
 
         frame = parse_frame(msgpack.packb(good_message("warm-up")))
-        engines = [e for e in (self.engine, self.engine.light) if e is not None]
+        engines = self.engine.rungs
         for B in sizes:
             sig = frames_to_signals([frame] * B, self.visibility)
             betas, T_hmd, _ = self._tensors.stack([self.profiles.get("warm-up")] * B)
             batch = FitBatch(sig, betas, T_hmd, self.engine.initial_state(B),
                              torch.ones(B, dtype=torch.bool), torch.full((B,), 1.0 / 90))
-            for engine in engines:  # the light fit too: its first tick comes under load
+            for engine in engines:  # the light fits too: their first ticks come under load
                 engine.fit(batch if engine.device.type == "cpu" else batch.to(engine.device))
 
-    def tick(self, t_now: int, light: bool | None = None) -> TickOutput | None:
+    def tick(self, t_now: int, level: int | None = None) -> TickOutput | None:
         """``begin_tick`` + ``run_tick`` (replay and tests)."""
-        tin = self.begin_tick(t_now, light)
+        tin = self.begin_tick(t_now, level)
         return None if tin is None else self.run_tick(tin)
 
     def note_published(self, session: str, t_recv: int, t_pub: int, t_tick: int | None = None,
@@ -362,7 +370,10 @@ class TrackerCore:
         bs = self.batch_sizes.values()
         msg = {
             "v": 1, "t": int(t_now), "engine": self.engine.name, "model": self.model_info,
-            "iterations": dict(zip(("full", "light"), self.engine.iterations, strict=True)),
+            "iterations": {"full": self.engine.iterations[0],
+                           "light": list(self.engine.iterations[1:])},
+            "ticks_by_iterations": {str(n): c for n, c in sorted(self.rung_ticks.items(),
+                                                                 reverse=True)},
             "pacing": self.pacer.report(),
             "visibility": self.visibility, "live_sessions": len(self.table),
             "forgotten_sessions": self.table.forgotten, "sessions": sessions,

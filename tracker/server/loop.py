@@ -274,7 +274,7 @@ class Server:
                         for session, profile in tin.profile_changes:
                             rec.write(PROFILE, t, encode_profile(session, profile))
                         rec.write(TICK, t, msgpack.packb({"t": t, "n": len(tin.items),
-                                                          "light": tin.light}))
+                                                          "light": tin.level}))
             except Exception as exc:  # begin_tick failed: its frames are lost
                 self._tick_failed(None, exc)
             if tin is not None:
@@ -396,7 +396,8 @@ class Server:
         rec = self.cfg.recorder
         if rec is not None:
             rec.write(ENGINE, now, msgpack.packb({"t": now, "engine": engine.name,
-                                                  "light_iterations": engine.iterations[1]}))
+                                                  "light_iterations":
+                                                      list(engine.iterations[1:])}))
         self.log.info(f"engine {old.label} -> {engine.label} (sessions keep their state)")
 
     def status(self, now: int | None = None) -> dict:
@@ -451,7 +452,7 @@ class Server:
             for s, t_recv, t_pub in sent:
                 self.core.note_published(s, t_recv, t_pub, out.t, out.fit_ns)
         if sent:  # what the tick took beside its fit, for the pacer (tick loop only)
-            self.core.pacer.observe_rest(out.light, out.batch, max(
+            self.core.pacer.observe_rest(out.level, out.batch, max(
                 t_pub - t_recv for _, t_recv, t_pub in sent) - out.fit_ns)
         for _, t_recv, t_pub in sent:
             self.log.latency(t_pub - t_recv)

@@ -1,8 +1,8 @@
 """Replay: a recording's ingest payloads through :class:`TrackerCore`, tick by tick.
 
 The core gets every payload with its recorded receive time and ticks at the recorded tick
-times, with the recorded profiles and the recorded choice of fit (full or light, ``tracker.
-server.pacing``): the same batches as live, so the same checkpoint and engine (and thread
+times, with the recorded profiles and the recorded choice of fit (the full fit or which light one,
+``tracker.server.pacing``): the same batches as live, so the same checkpoint and engine (and thread
 count) give the same poses. ``t_recv`` is the recorded one; ``t_pub`` is
 the tick time plus this machine's processing time (the replay's clock is the recording's).
 
@@ -81,7 +81,7 @@ def replay(path: str | Path, core: TrackerCore, on_pose=None, speed: float | Non
                 _tick(core, m.log_time + 1, emit, stats)
         elif m.topic == TICK:
             tick = msgpack.unpackb(m.data)
-            _tick(core, tick["t"], emit, stats, tick.get("light", False))
+            _tick(core, tick["t"], emit, stats, int(tick.get("light", 0)))
         elif m.topic == ENGINE and on_engine is not None:
             engine = on_engine(msgpack.unpackb(m.data)["engine"])
             if engine is not None:
@@ -96,9 +96,9 @@ def replay(path: str | Path, core: TrackerCore, on_pose=None, speed: float | Non
     return stats
 
 
-def _tick(core: TrackerCore, t: int, on_pose, stats: ReplayStats, light: bool = False) -> None:
+def _tick(core: TrackerCore, t: int, on_pose, stats: ReplayStats, level: int = 0) -> None:
     t0 = time.perf_counter_ns()
-    out = core.tick(t, light)
+    out = core.tick(t, level)
     if out is None:
         return
     stats.ticks += 1
