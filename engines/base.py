@@ -328,7 +328,8 @@ class CompiledEngine(Engine):
 
     # ------------------------------------------------------------------ running
     def _inputs(self, batch: FitBatch) -> tuple[Tensor, ...]:
-        return tuple(t.to(self.device) for t in flat_inputs(batch, self.num_betas))
+        x = flat_inputs(batch, self.num_betas)
+        return x if self.device.type == "cpu" else tuple(t.to(self.device) for t in x)
 
     @torch.inference_mode()
     def fit(self, batch: FitBatch) -> FitResult:

@@ -42,6 +42,8 @@ LAYER = {u: i for i, (_, units) in enumerate(LAYERS) for u in units}
 # ``_``-prefixed names of other objects that are a library's documented entry point
 ALLOWED_PRIVATE = {
     ("engines/inductor.py", "torch._inductor"),  # AOTInductor's API: aoti_compile_and_package
+    # the call spec of a loaded package, read as torch's own AOTICompiledModel reads it
+    ("engines/inductor.py", "from torch.utils import _pytree"),
 }
 
 

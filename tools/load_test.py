@@ -14,6 +14,9 @@ its figures (optionally all of them as JSON):
 * ``busy``: one session at 90 Hz beside ``--busy`` (2) CPU-bound processes started first, as
   a game on the headset PC. Target: at least 99 % of the frames answered (fitted, not
   superseded); latency reported.
+* ``recover``: one session at 90 Hz beside ``--busy`` CPU-bound processes for ``--seconds``,
+  then as long without them. Reported: how soon after the load ends the full fit is back
+  (``seconds_to_full``, to the status period of 0.5 s) and the rung it left from.
 * ``overload``: one session at 1,000 Hz. Targets: bounded latency; skipped frames counted as
   dropped (``received == fitted + dropped`` exactly, ``received == sent``).
 * ``malformed``: 10,000 bad messages of every rejection kind interleaved with two valid
@@ -129,6 +132,8 @@ class Collector(threading.Thread):
         self.sock.connect(server.publish)
         self.poses: list[tuple] = []
         self.status: dict | None = None
+        self.levels: list[tuple[float, int | None]] = []
+        """``(monotonic s, pacing level)`` of every status received."""
         self.stop_flag = False
         self.start()
         while self.status is None:
@@ -142,6 +147,7 @@ class Collector(threading.Thread):
             m = msgpack.unpackb(data, raw=False)
             if topic == b"status":
                 self.status = m
+                self.levels.append((time.monotonic(), m.get("pacing", {}).get("level")))
             else:
                 self.poses.append((m["session"], m["seq"], m["t_recv"], m["t_pub"], m["state"]))
 
@@ -284,6 +290,49 @@ def scenario_busy(args) -> dict:
     return {"busy": fig}
 
 
+def scenario_recover(args) -> dict:
+    """One session at 90 Hz beside ``--busy`` CPU-bound processes for ``--seconds``, then as
+    long without them: how soon after the load ends the server is back on its full fit
+    (``seconds_to_full``, from the status every 0.5 s)."""
+    heads = headsets(1, 90, 2 * args.seconds)
+    srv = Server(args)
+    col = Collector(srv)
+    col.wait_built()
+    dev = srv.device()
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(args.busy)]
+    quiet_at: list[float] = []
+
+    def quiet():
+        for b in burners:
+            b.kill()
+            b.wait()
+        quiet_at.append(time.monotonic())
+
+    timer = threading.Timer(args.seconds, quiet)
+    timer.start()
+    sent: Counter = Counter()
+    try:
+        stream(dev, heads, 90.0, 2 * args.seconds, sent)
+    finally:
+        timer.cancel()
+        if not quiet_at:
+            quiet()
+    n = sum(sent.values())
+    st = col.wait_status(lambda s: s["received"] == n
+                         and s["fitted"] + s["dropped"] == s["received"])
+    col.stop_flag = True
+    t_quiet = quiet_at[0]
+    before = [lv for t, lv in col.levels if t < t_quiet]
+    after = [t - t_quiet for t, lv in col.levels if t >= t_quiet and lv == 0]
+    fig = latency_figures(col)
+    fig.update(busy_processes=args.busy, busy_seconds=args.seconds, sent=n,
+               fitted=st["fitted"], dropped=st["dropped"],
+               level_when_load_ended=before[-1] if before else None,
+               seconds_to_full=round(after[0], 2) if after else None, rc=srv.stop())
+    return {"recover": fig}
+
+
 def scenario_overload(args) -> dict:
     heads = headsets(1, 1000, 10.0)
     srv, col, st, n = drive(args, heads, 1000.0, args.seconds, timeout=30)
@@ -372,7 +421,8 @@ def scenario_malformed(args) -> dict:
 
 
 SCENARIOS = {"single": scenario_single, "busy": scenario_busy, "overload": scenario_overload,
-             "malformed": scenario_malformed, "eight": scenario_eight}
+             "malformed": scenario_malformed, "eight": scenario_eight,
+             "recover": scenario_recover}
 
 
 def main(argv=None) -> int:

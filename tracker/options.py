@@ -50,20 +50,11 @@ def add_light_iterations_argument(p, recorded: bool = False) -> None:
                             "one") + ")")
 
 
-def parse_light_iterations(text: str) -> tuple[int, ...]:
-    """``"4,2"`` -> ``(4, 2)``; ``"0"`` -> ``()``; :class:`ValueError` for anything else."""
-    parts = [t.strip() for t in text.split(",")]
-    counts = tuple(int(t) for t in parts)  # ValueError for a word or an empty part
-    if counts == (0,):
-        return ()
-    if any(n < 1 for n in counts):
-        raise ValueError("counts must be 1 or more (or one 0 for none)")
-    return counts
-
-
 def light_iterations_or_auto(text: str) -> tuple[int, ...] | str:
     """``auto``, or whole numbers separated by commas (argparse type)."""
     import argparse
+
+    from tracker.server.pacing import parse_light_iterations
 
     if text == "auto":
         return text

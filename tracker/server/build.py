@@ -82,8 +82,7 @@ def _light_iterations(asked: int | str | tuple[int, ...] | None,
     """The light fits' iterations for ``--light-iterations`` (see :func:`build_engine`),
     heaviest first."""
     from tracker.errors import UserError
-    from tracker.options import parse_light_iterations
-    from tracker.server.pacing import default_light_iterations
+    from tracker.server.pacing import default_light_iterations, parse_light_iterations
 
     if asked == "auto":
         return default_light_iterations(iterations)

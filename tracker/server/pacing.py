@@ -22,8 +22,10 @@ lighter one exists, and one rung up once the next heavier one is expected to tak
 take 2-3 times their usual time now and then, and one of them must not switch a server that
 is on time. While below the full fit, one tick every ``probe_s`` runs the next heavier rung
 to measure it again, since the load that made it slow may be gone (a median turns after
-about half the window: some 5 s per rung). One level holds for every batch size; a batch
-size not measured yet at the current level runs it (at level 0: the full fit) until it is.
+about half the window: some 5 s per rung; probing again at once after a probe that fit
+brought the full fit back sooner but raised the latency under load, see the README's
+*Under load*). One level holds for every batch size; a batch size not measured yet at the
+current level runs it (at level 0: the full fit) until it is.
 
 The choice is made when a tick begins (``TrackerCore.begin_tick``) and recorded with it
 (``tracker/tick``), so a replay runs the same fit at every tick without timing anything.
@@ -55,6 +57,17 @@ def default_light_iterations(iterations: int) -> tuple[int, ...]:
     count stays even: with the bundled model's data-term weights odd counts jitter, see its
     model card), none below 2."""
     return tuple(n for n in (iterations - 2, iterations - 4) if n >= 2)
+
+
+def parse_light_iterations(text: str) -> tuple[int, ...]:
+    """``"4,2"`` -> ``(4, 2)``; ``"0"`` -> ``()``; :class:`ValueError` for anything else."""
+    parts = [t.strip() for t in text.split(",")]
+    counts = tuple(int(t) for t in parts)  # ValueError for a word or an empty part
+    if counts == (0,):
+        return ()
+    if any(n < 1 for n in counts):
+        raise ValueError("counts must be 1 or more (or one 0 for none)")
+    return counts
 
 
 class Pacer:
