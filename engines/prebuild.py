@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="batch sizes to build for (default: every bucket)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     ap.add_argument("--iterations", type=int, default=None, metavar="N",
-                    help="build the fit at N iterations per frame (a server's light fit, "
+                    help="build the fit at N iterations per frame (one of a server's light fits, "
                          "NeuralFitter.with_iterations; default: the checkpoint's)")
     args = ap.parse_args(argv)
 

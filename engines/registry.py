@@ -79,9 +79,9 @@ def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path
 
     Args:
         light_iterations: also make the same backend for ``fitter.with_iterations(n)`` for
-            each ``n`` (fewest last) as the engine's ladder of light fits (``Engine.light``,
+            each ``n`` (heaviest first) as the engine's ladder of light fits (``Engine.light``,
             ``Engine.rungs``; ``None`` or empty: none); a rung that fails to build is left
-            out with a warning.
+            out with a warning, and the lighter ones with it.
         cache: engine cache directory (default ``$FITSTREAM_CACHE`` or
             ``~/.cache/fitstream/engines``) or an :class:`EngineCache`.
         prepare: build or load the compiled artifact for batch 1 now (minutes the first
@@ -117,28 +117,31 @@ def make_engine(name: str, fitter: NeuralFitter, cache: EngineCache | str | Path
             continue
         for n in light_rungs(light_iterations):
             rung = _make_light(candidate, fitter, n, cache, prepare, options)
-            if rung is not None:
-                engine = engine.with_rung(rung)
+            if rung is None:  # the ladder stays a prefix: a recorded level keeps its fit
+                break
+            engine = engine.with_rung(rung)
         return engine
     return EagerEngine(fitter)  # pragma: no cover - eager is always the last candidate
 
 
 def light_rungs(light_iterations: int | Sequence[int] | None) -> tuple[int, ...]:
-    """``light_iterations`` of :func:`make_engine` as a tuple (``None``, ``0``: empty)."""
+    """``light_iterations`` of :func:`make_engine` as a tuple, heaviest first, each count once
+    (``None``, ``0``: empty)."""
     if not light_iterations:
         return ()
-    return (light_iterations,) if isinstance(light_iterations, int) else tuple(light_iterations)
+    counts = (light_iterations,) if isinstance(light_iterations, int) else light_iterations
+    return tuple(sorted(set(counts), reverse=True))
 
 
 def _make_light(name: str, fitter: NeuralFitter, n: int, cache, prepare: bool,
                 options: dict) -> Engine | None:
     """A light fit (a rung of ``Engine.rungs``) on backend ``name``; ``None`` with a warning
-    when it cannot be built (the ticks it would have run take the next heavier fit)."""
+    when it cannot be built (the ladder then ends above it)."""
     try:
         return _make_one(name, fitter.with_iterations(n), cache, prepare, options)
     except Exception as exc:
         warnings.warn(f"the light fit ({n} iterations) of engine {name!r} failed to build "
-                      f"({exc}); it is left out", stacklevel=3)
+                      f"({exc}); it and any lighter one are left out", stacklevel=3)
         return None
 
 

@@ -350,6 +350,27 @@ def test_auto_falls_back_when_a_build_fails(fitter, monkeypatch, tmp_path):
     assert not list((tmp_path / "fake").glob("*/meta.json"))  # nothing half-built is kept
 
 
+def test_a_light_fit_that_fails_to_build_ends_the_ladder(fitter, monkeypatch, tmp_path):
+    """The ladder stays a prefix of the one asked for (a recorded level keeps its fit): a
+    light fit that fails leaves out the lighter ones, with a warning; counts come sorted."""
+    import engines.registry as base
+
+    class BrokenAt(FakeEngine):
+        def _build(self, path, bucket):
+            if self.fitter.cfg.iterations == 2:
+                raise RuntimeError("compiler exploded")
+            super()._build(path, bucket)
+
+    monkeypatch.setitem(base.ENGINES, "fake", lambda f, **kw: BrokenAt(f, kw["cache"]))
+    monkeypatch.setattr(base, "available_engines", lambda: {"fake": None, "eager": None})
+    big = fitter.with_iterations(5)
+    assert make_engine("fake", big, cache=tmp_path, light_iterations=(1, 3)).iterations == (
+        5, 3, 1)
+    with pytest.warns(UserWarning, match="light fit \\(2 iterations\\).*lighter one"):
+        engine = make_engine("fake", big, cache=tmp_path, light_iterations=(3, 2, 1))
+    assert engine.iterations == (5, 3) and engine.rungs[1] is engine.light
+
+
 @pytest.mark.skipif(tensorrt_missing() is None, reason="TensorRT can run here")
 def test_tensorrt_without_cuda_is_a_clear_error(fitter):
     why = tensorrt_missing()

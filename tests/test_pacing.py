@@ -41,13 +41,17 @@ def test_the_ladder_goes_down_and_up_one_rung_at_a_time():
     assert p.choose(3, 1, PERIOD, levels=3) == 2
     p.observe(2, 1, 5 * MS)
     assert p.choose(4, 1, PERIOD, levels=3) == 2  # the lightest: nowhere further down
-    assert p.choose(5, 1, PERIOD, levels=2) == 1  # an engine with two rungs: its lightest
     p.observe(1, 1, 7 * MS)  # the first light fit fits again (< 0.7 * 11)
     assert p.choose(6, 1, PERIOD, levels=3) == 1  # up one rung: not straight to full
     assert p.choose(7, 1, PERIOD, levels=3) == 1
     p.observe(0, 1, 7 * MS)
     assert p.choose(8, 1, PERIOD, levels=3) == 0
-    assert p.report()["fit_ms"] == [7.0, 7.0, 5.0]
+    assert p.report(3)["fit_ms"] == [7.0, 7.0, 5.0]
+    assert p.report(4)["fit_ms"] == [7.0, 7.0, 5.0, None]  # a rung not run yet
+    fresh = Pacer(window=1)  # an engine with two rungs runs its lightest for a deeper level
+    fresh.observe(0, 1, 20 * MS)
+    fresh.observe(1, 1, 20 * MS)
+    assert [fresh.choose(t, 1, PERIOD, levels=2) for t in (1, 2)] == [1, 1]
 
 
 def test_the_time_beside_the_fit_counts():
@@ -195,6 +199,19 @@ def test_a_bad_light_iteration_count_is_a_one_line_error(value, message):
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines()[-1].endswith(message), out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_light_iterations_through_the_python_api():
+    """``build_engine`` takes what the option takes (text, a count, a list) and sorts the
+    ladder; a bad value is a UserError, not a traceback."""
+    from tracker.errors import UserError
+    from tracker.server.build import build_engine
+
+    for asked in ("2,4", [4, 2], (2, 4, 4)):
+        engine, info = build_engine(engine="eager", light_iterations=asked)
+        assert engine.iterations == (6, 4, 2) and info["light_iterations"] == [4, 2]
+    with pytest.raises(UserError, match="got 'x'"):
+        build_engine(engine="eager", light_iterations="x")
 
 
 def test_replay_of_a_recording_without_a_light_fit(tmp_path):

@@ -16,7 +16,9 @@ its figures (optionally all of them as JSON):
   superseded); latency reported.
 * ``recover``: one session at 90 Hz beside ``--busy`` CPU-bound processes for ``--seconds``,
   then as long without them. Reported: how soon after the load ends the full fit is back
-  (``seconds_to_full``, to the status period of 0.5 s) and the rung it left from.
+  (``seconds_to_full``, to the status period of 0.5 s; ``None`` when the server was on its
+  full fit as the load ended, or not back within the quiet half: about 5 s per rung) and the
+  rung it left from (``level_when_load_ended``).
 * ``overload``: one session at 1,000 Hz. Targets: bounded latency; skipped frames counted as
   dropped (``received == fitted + dropped`` exactly, ``received == sent``).
 * ``malformed``: 10,000 bad messages of every rejection kind interleaved with two valid
@@ -324,7 +326,10 @@ def scenario_recover(args) -> dict:
     col.stop_flag = True
     t_quiet = quiet_at[0]
     before = [lv for t, lv in col.levels if t < t_quiet]
-    after = [t - t_quiet for t, lv in col.levels if t >= t_quiet and lv == 0]
+    # None when the server was on its full fit as the load ended (nothing to come back
+    # from) or did not come back within the quiet half
+    after = [t - t_quiet for t, lv in col.levels if t >= t_quiet and lv == 0
+             and before and before[-1]]
     fig = latency_figures(col)
     fig.update(busy_processes=args.busy, busy_seconds=args.seconds, sent=n,
                fitted=st["fitted"], dropped=st["dropped"],
@@ -429,7 +434,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     ap.add_argument("--seconds", type=float, default=20.0,
-                    help="length of the single, busy and overload runs")
+                    help="length of the single, busy and overload runs (recover: of each half)")
     ap.add_argument("--busy", type=int, default=2, metavar="N",
                     help="CPU-bound processes beside the server in the busy run (default 2)")
     ap.add_argument("--eight-seconds", type=float, default=300.0)

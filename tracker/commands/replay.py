@@ -71,7 +71,7 @@ def run(args) -> int:
     args.visibility = args.visibility or meta.get("visibility", "device")
     # metadata values are text: "[4, 2]", or "4" / "None" from before the ladder of light fits
     recorded_light = tuple(int(n) for n in re.findall(r"\d+", meta.get("light_iterations", "")))
-    if args.light_iterations is None:  # older recordings: no light fit
+    if args.light_iterations is None:  # as recorded (none in recordings from before them)
         args.light_iterations = recorded_light
     threads = set_threads(args.threads or int(meta.get("threads", 0)) or None)
     args.profiles = None

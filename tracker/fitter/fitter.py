@@ -213,7 +213,7 @@ class NeuralFitter(nn.Module):
 
     def with_iterations(self, n: int) -> NeuralFitter:
         """The same fitter (weights shared, not copied) running ``n`` iterations per frame:
-        the light fit a server falls back to under load (``tracker.server.pacing``)."""
+        a light fit a server falls back to under load (``tracker.server.pacing``)."""
         if n < 1:
             raise ValueError(f"iterations must be at least 1, got {n}")
         view = copy.copy(self)  # a new attribute dict: its own cfg, the same submodules

@@ -88,8 +88,12 @@ def _light_iterations(asked: int | str | tuple[int, ...] | None,
         return default_light_iterations(iterations)
     if not asked:
         return ()
-    rungs = parse_light_iterations(asked) if isinstance(asked, str) else (
-        (asked,) if isinstance(asked, int) else tuple(asked))
+    try:
+        rungs = parse_light_iterations(asked) if isinstance(asked, str) else (
+            (asked,) if isinstance(asked, int) else tuple(asked))
+    except ValueError:
+        raise UserError(f"--light-iterations: expected 'auto', 0, or whole numbers separated "
+                        f"by commas (e.g. 4,2), got {asked!r}") from None
     if not rungs:
         return ()
     if iterations < 2:

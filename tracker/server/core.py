@@ -374,7 +374,7 @@ class TrackerCore:
                            "light": list(self.engine.iterations[1:])},
             "ticks_by_iterations": {str(n): c for n, c in sorted(self.rung_ticks.items(),
                                                                  reverse=True)},
-            "pacing": self.pacer.report(),
+            "pacing": self.pacer.report(len(self.engine.rungs)),
             "visibility": self.visibility, "live_sessions": len(self.table),
             "forgotten_sessions": self.table.forgotten, "sessions": sessions,
             "rejected": dict(self.rejected), **dict(self.totals),

@@ -125,6 +125,7 @@ class Pacer:
             now = self.expected_tick(level, batch)
             if now is not None and now > self.high * period_ns and level + 1 < levels:
                 level += 1
+                self._last_probe = t_now  # the rung just left was late: no probe of it now
             elif level > 0:
                 up = self.expected_tick(level - 1, batch)
                 if up is not None and up < self.low * period_ns:
@@ -137,16 +138,16 @@ class Pacer:
             return level - 1  # a probe: measure the next heavier fit again
         return level
 
-    def report(self) -> dict:
-        """The status's ``pacing``: the current choice and what it was made from (ms)."""
+    def report(self, levels: int = 2) -> dict:
+        """The status's ``pacing``: the current choice and what it was made from (ms), for an
+        engine with ``levels`` rungs."""
         batch, period = self.last
 
         def ms(kind, level):
             v = self.expected(kind, level, batch) if batch else None
             return None if v is None else round(v / 1e6, 3)
 
-        fits = [ms("fit", k) for k in range(1 + max(
-            [self.level, *(k for (_, k, _) in self.samples)]))]
+        fits = [ms("fit", k) for k in range(max(levels, self.level + 1))]
         return {"light": self.level > 0, "level": self.level, "batch": batch,
                 "period_ms": round(period / 1e6, 3) if period else None,
                 "fit_ms": fits, "rest_ms": ms("rest", self.level)}
