@@ -169,7 +169,7 @@ class BackgroundBuild:
         ``None`` until then or if the build failed (``state`` ``failed``, logged once)."""
         if self._ready:
             label, engine = self._ready.popleft()
-            if not self._ready and label == self.stages[-1].label:
+            if label == self.stages[-1].label:
                 self.state = "ready"
             self.log(f"engines: switched to {engine.label} after {self.seconds:.0f} s")
             return engine

@@ -159,21 +159,22 @@ class Engine(ABC):
         self.device: torch.device = fitter.theta_rest.device
         """Where the fit runs: the fitter's device when the engine was made (read once: a
         module attribute lookup on every tick costs more than the lookup is worth)."""
-        self.lighter: tuple[Engine, ...] = ()
-        """The light fits below this one, heaviest first (``light``, its ``light``, ...)."""
 
     def with_light(self, light: Engine | None) -> Engine:
         """This engine (sharing its loaded artifacts) with ``light`` (and the rungs below
         it) as its light fits."""
         pair = copy.copy(self)
         pair.light = light
-        pair.lighter = () if light is None else (light, *light.lighter)
         return pair
 
     @property
     def rungs(self) -> tuple[Engine, ...]:
         """The ladder, full fit first: ``rungs[k]`` is the fit a tick of level ``k`` runs."""
-        return (self, *self.lighter)
+        out, e = [self], self.light
+        while e is not None:
+            out.append(e)
+            e = e.light
+        return tuple(out)
 
     def with_rung(self, rung: Engine) -> Engine:
         """This engine with ``rung`` (alone, without its own light fits) as its lightest fit,

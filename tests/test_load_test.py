@@ -9,13 +9,19 @@ from server_harness import ROOT
 TOOL = [sys.executable, str(ROOT / "tools" / "load_test.py")]
 
 
-def test_busy_scenario_reports_the_answered_share(tmp_path):
-    out = tmp_path / "busy.json"
-    r = subprocess.run([*TOOL, "--only", "busy", "--seconds", "2", "--busy", "1",
+def _run(tmp_path, scenario: str, seconds: str):
+    """The tool as users run it, one scenario beside one busy process on the eager engine:
+    ``(completed process, the scenario's figures)``."""
+    out = tmp_path / f"{scenario}.json"
+    r = subprocess.run([*TOOL, "--only", scenario, "--seconds", seconds, "--busy", "1",
                         "--engine", "eager", "--json", str(out)],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
-    busy = json.loads(out.read_text())["busy"]
+    return r, json.loads(out.read_text())[scenario]
+
+
+def test_busy_scenario_reports_the_answered_share(tmp_path):
+    r, busy = _run(tmp_path, "busy", "2")
     assert busy["busy_processes"] == 1 and busy["rc"] == 0
     assert busy["sent"] == busy["fitted"] + busy["dropped"] > 0
     assert 0 < busy["answered"] <= 1 and busy["latency_ms"]["p99"] > 0
@@ -26,12 +32,7 @@ def test_busy_scenario_reports_the_answered_share(tmp_path):
 def test_recover_scenario_reports_the_way_back_to_the_full_fit(tmp_path):
     """Busy, then quiet: the figures are there and consistent (whether this machine's eager
     fit goes light under one busy process, and comes back in 3 s, is not for a test)."""
-    out = tmp_path / "recover.json"
-    r = subprocess.run([*TOOL, "--only", "recover", "--seconds", "3", "--busy", "1",
-                        "--engine", "eager", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-2000:]
-    rec = json.loads(out.read_text())["recover"]
+    r, rec = _run(tmp_path, "recover", "3")
     assert rec["busy_processes"] == 1 and rec["busy_seconds"] == 3 and rec["rc"] == 0
     assert rec["sent"] == rec["fitted"] + rec["dropped"] > 0
     assert rec["level_when_load_ended"] in (0, 1, 2)
