@@ -31,6 +31,10 @@ from tracker.server.sessions import Pending, Session, SessionRules, SessionTable
 from tracker.server.skeleton import encode_skeleton, skeleton_message, wanted
 from tracker.stream import StreamState, fit_tick, frames_to_signals
 
+TIMING_WINDOW = 8192
+"""The status's timing percentiles (``fit_ms`` over ticks; ``latency_ms``, ``queue_ms``,
+``overhead_ms`` over frames) are over this many of the latest values."""
+
 ISOLATE_S = 10.0
 """A session whose tick failed on its own is fitted alone for this long (:meth:`TrackerCore.
 fault`)."""
@@ -110,11 +114,13 @@ class TrackerCore:
         self.ticks = 0
         self.ticks_begun = 0
         self.max_age_ticks = 0
-        self.fit_ns = Samples(1024)
-        self.queue_ns = Samples(8192)
-        self.overhead_ns = Samples(8192)
+        # The timing windows are equal (the last 8,192 ticks or frames): with one session the
+        # status's ``fit_ms`` and ``latency_ms`` then describe the same ticks.
+        self.fit_ns = Samples(TIMING_WINDOW)
+        self.queue_ns = Samples(TIMING_WINDOW)
+        self.overhead_ns = Samples(TIMING_WINDOW)
         self.batch_sizes = Samples(1024)
-        self.latency_ns = Samples(8192)
+        self.latency_ns = Samples(TIMING_WINDOW)
         self._tensors = ProfileTensors(self.body.num_betas)
         self.skeletons: dict[str, bytes] = {}
         """The current packed ``skeleton/<session>`` message of each session (written by
