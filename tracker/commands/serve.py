@@ -3,8 +3,8 @@
 Devices PUB frames to the ingest address (the server's SUB is bound there); subscribers SUB
 to the publish address for ``pose/<session>`` and ``status``. Runs until SIGINT, SIGTERM or
 SIGHUP (handlers in place before the recording is opened), then finalises the recording,
-prints its totals and exits 0. Exits 1 when a watched thread died (the ingest receiver, or
-with CURVE the ZAP authenticator: ``tracker.server.loop``), 2 on bad options. Log lines:
+prints its totals and exits 0. Exits 1 when a worker thread failed, or with CURVE the ZAP
+authenticator died (``tracker.server.loop``), 2 on bad options. Log lines:
 ``tracker.server.serve_log``.
 """
 
@@ -103,13 +103,10 @@ def run(args) -> int:
     warn_if_exposed([args.ingest, args.publish], keys is not None)
     # From here on a signal stops the server cleanly (the recording is finalised): the
     # handlers are in place before the recorder opens its file.
-    stop = threading.Event()
-    holder: dict = {}
+    stop = threading.Event()  # the server's workers look at it at least every 0.1 s
 
     def on_signal(signum, frame):
         stop.set()
-        if "server" in holder:
-            holder["server"].wake()
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
@@ -130,7 +127,6 @@ def run(args) -> int:
         if recorder is not None:
             recorder.close()
         raise UserError(f"cannot bind {args.ingest} / {args.publish}: {exc}") from exc
-    holder["server"] = server
     print(f"tracker serve: ingest {server.ingest_addr}  publish {server.publish_addr}  "
           f"engine {core.engine.label}  threads {threads}  model {info['checkpoint']}  "
           f"curve {'on' if keys else 'off'}  record {args.record or '-'}  ready",

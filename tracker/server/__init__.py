@@ -8,7 +8,7 @@ run the same code):
 * :mod:`tracker.server.core`: :class:`TrackerCore`, ``receive(payload, t_recv)`` and
   ``tick(t_now)``: no sockets, no clock;
 * :mod:`tracker.server.publish`: pose messages from a fit result, the frame echo;
-* :mod:`tracker.server.loop`: the live server (ZeroMQ sockets, receiver thread, clock,
+* :mod:`tracker.server.loop`: the live server (ZeroMQ sockets, two workers, clock,
   fault isolation and the watchdog of its threads);
 * :mod:`tracker.server.ingest`: reading whole ingest messages within the size limits;
 * :mod:`tracker.server.serve_log`: what ``tracker serve`` logs while it runs;

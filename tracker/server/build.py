@@ -12,7 +12,7 @@ from tracker.server.sessions import SessionRules
 
 
 def default_threads() -> int:
-    """Torch threads for the fit: all cores but one (left to the receiver and publishing)."""
+    """Torch threads for the fit: all cores but one (left to reading the socket and publishing)."""
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 

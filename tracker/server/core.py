@@ -5,7 +5,7 @@ Drive it with two calls (times are server monotonic ns, supplied by the caller):
     core.receive(payload, t_recv)   # validate, count rejections, latest frame wins
     out = core.tick(t_now)          # fit every session with a new frame as ONE batch
 
-The live server (``tracker.server.loop``) calls ``receive`` from its receiver thread and
+The live server (``tracker.server.loop``) calls ``receive`` from the worker reading the socket and
 ``tick`` from its main loop (splitting it as ``begin_tick`` under its lock and ``run_tick``
 outside it); ``tracker replay`` calls them with the recorded receive and tick times, and
 reaches the same decisions and the same poses. The fit itself is ``tracker.stream.fit_tick``,
@@ -186,7 +186,7 @@ class TrackerCore:
                     s.need_reset, s.reset_reason = True, "profile"
                 s.profile = profile
                 changes.append((s.id, profile))
-        # Consumed here, under the live loop's lock: a gap seen by the receiver while this
+        # Consumed here, under the live loop's lock: a gap seen by the reader while this
         # tick fits belongs to the next frame, and is kept for the next tick.
         resets = [s.need_reset or s.stream.fit is None for s, _ in items]
         for s, _ in items:

@@ -13,8 +13,9 @@ that are each small enough). ``session_taken`` and ``client_quota`` need CURVE
 :class:`FaultInjection` (environment variable ``TRACKER_SERVE_FAULTS``, read by ``tracker
 serve``; for tests only) makes a running server fail on purpose, triggered by a frame whose
 payload holds the text ``ID`` (a session id): ``tick=ID`` raises in every tick that fits
-session ``ID``; ``receive=ID`` raises while the receiver handles such a frame (that message
-is lost); ``ingest-stop=ID`` ends the receiver thread; ``zap-stop=ID`` ends the CURVE
+session ``ID``; ``receive=ID`` raises while the reader handles such a frame (that message
+is lost); ``ingest-stop=ID`` raises out of the worker reading such a frame (the server
+stops: exit 1); ``zap-stop=ID`` ends the CURVE
 authenticator thread when a tick fits session ``ID``. Items are separated by commas.
 """
 

@@ -10,12 +10,12 @@ frames are released as they are read, only the last one (the payload) is ever co
 
 Memory: what ZeroMQ holds for the server is bounded by the receive high-water mark,
 :data:`RCVHWM` messages *per connected peer*. A SUB loses nothing at its high-water mark: it
-stops reading that peer's connection until the receiver catches up, and the peer's PUB drops
+stops reading that peer's connection until the reader catches up, and the peer's PUB drops
 at its own send high-water mark (measured: a SUB with a mark of 4 that read nothing for 1 s
 still received all of 20,000 messages sent meanwhile), so a small mark costs a well-behaved
-device nothing. A flooding peer holds at most ``RCVHWM`` messages; only while the receiver
+device nothing. A flooding peer holds at most ``RCVHWM`` messages; only while the reader
 is stalled can those be oversize multipart messages (12 MB each for 200 x 60 KiB), so the
-receiver drops them frame by frame without parsing (``tests/test_ingest_limits.py``
+reader drops them frame by frame without parsing (``tests/test_ingest_limits.py``
 measures the server's peak memory under such a flood).
 """
 

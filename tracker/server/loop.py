@@ -1,16 +1,24 @@
-"""The live server: ZeroMQ sockets, a receiver thread, the tick loop and the clock.
+"""The live server: ZeroMQ sockets, two workers and the clock.
 
-Threads:
+Threads: two workers (the thread that calls :meth:`Server.serve` and ``fit-helper``) take
+turns at two roles (leader/follower), so that the thread that reads a frame fits it, with no
+hand-over to a sleeping thread on its way to its pose:
 
-* receiver: polls the ingest SUB (and its socket monitor), stamps every message with
-  ``t_recv = time.monotonic_ns()`` *as it is read*, and hands it to
-  :meth:`TrackerCore.receive` (latest frame wins there); then wakes the tick loop;
-* main (tick loop): sleeps until a frame is pending (or the next status is due), takes all
-  pending frames at once (``begin_tick``), fits them as one batch (``run_tick``, outside the
-  lock, so frames keep being received and stamped meanwhile) and publishes; ``status``
-  about once a second. It owns the output XPUB, so it also reads new subscriptions (at
-  every wake-up, at least every ``SUBSCRIPTION_POLL_S``) and answers those that cover a
-  ``skeleton/<session>`` topic with the current skeletons.
+* the *reader* (whoever holds ``_reader``) polls the ingest SUB (and its socket monitor),
+  stamps every message with ``t_recv = time.monotonic_ns()`` *as it is read*, and hands it
+  to :meth:`TrackerCore.receive` (latest frame wins there). Once a frame is pending (or the
+  status, the housekeeping or a look at new subscriptions is due) and the other worker is not
+  ticking, it takes the *tick* role and lets the other worker read;
+* the *ticker* takes all pending frames at once (``begin_tick``), fits them as one batch
+  (``run_tick``, outside the lock, so frames keep being received and stamped meanwhile) and
+  publishes; it goes on while frames arrived during its tick, then gives the role up. Only
+  the ticker touches the output XPUB, so it also reads new subscriptions (at every tick, at
+  least every ``SUBSCRIPTION_POLL_S``) and answers those that cover a ``skeleton/<session>``
+  topic with the current skeletons; and it sends the ``status`` about once a second.
+
+Before this (session 15) a receiver thread read and then woke a tick-loop thread: a sleeping
+thread's wake-up on every frame's way (``queue_ms`` p50 0.21-0.27 ms against 0.15-0.24 ms
+now, on this project's 2-core VM). The workers look at ``stop`` at least every 0.1 s.
 
 ``t_recv`` is stamped under the same lock as ``begin_tick`` reads the pending frames, so a
 frame is in a tick exactly when ``t_recv`` < the tick time: a replay of the recorded times
@@ -26,11 +34,11 @@ Faults: an exception while a tick is fitted or published resets that tick's sess
 (``TrackerCore.fault``), is logged and counted (``faults``), and the loop goes on: a batch of
 several sessions is fitted again session by session at once (each afresh), and a session
 that fails alone is then fitted apart from the others for 10 s, so one bad session cannot
-keep resetting everyone. An exception while the receiver handles one message drops that
-message (``ingest_errors``).
-The tick loop also watches the receiver thread and, with CURVE, the ZAP authenticator
-thread: when one of them is gone, :meth:`Server.serve` returns with ``fatal`` set (``tracker
-serve`` then exits 1) instead of serving blind or (without ZAP) unauthenticated.
+keep resetting everyone. An exception while the reader handles one message drops that
+message (``ingest_errors``). Anything else escaping a worker is fatal, as is, with CURVE, the
+end of the ZAP authenticator thread (the ticker watches it): :meth:`Server.serve` returns
+with ``fatal`` set (``tracker serve`` then exits 1) instead of serving blind or (without
+ZAP) unauthenticated.
 
 Oversize messages: ZeroMQ drops the connection of a peer that sends a message over
 ``ZMQ_MAXMSGSIZE`` (64 KiB) and reports only a disconnect, without a reason. A PUB peer
@@ -82,7 +90,7 @@ from tracker.server.subscriptions import Subscriptions
 
 RECONNECT_WINDOW_NS = 500_000_000
 SUBSCRIPTION_POLL_S = 0.05
-"""The tick loop reads new subscriptions at least this often (and at every tick): a late
+"""The ticker reads new subscriptions at least this often (and at every tick): a late
 subscriber's ``skeleton/<session>`` arrives within it (``tracker.server.skeleton``)."""
 
 
@@ -111,8 +119,13 @@ class Server:
     def __init__(self, core: TrackerCore, cfg: ServerConfig, clock=time.monotonic_ns):
         self.core, self.cfg, self.clock = core, cfg, clock
         self.lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # set by close() and when serve() ends
+        self._stop_asked = threading.Event()  # serve()'s ``stop``
+        self._reader = threading.Lock()  # held by the worker that reads the ingest socket
+        self._ticking = False  # a worker has the tick role (under ``lock``)
+        self._period = int(cfg.status_period_s * 1e9)
+        self._next_status = clock() + self._period
+        self._due = 0  # when the status, the housekeeping or a subscription read is due
         self.ctx = zmq.Context()
         self.auth = self.monitor = self.ingest = self.out = None
         self.conn = {"connections": 0, "disconnects": 0, "auth_failures": 0,
@@ -125,8 +138,8 @@ class Server:
         """Why the server had to stop (a watched thread died), else ``None``."""
         self.ingest_errors = 0
         self.not_recorded = 0
-        self.subscriptions = Subscriptions()  # of ``out``; read by the tick loop only
-        self._errors: deque = deque(maxlen=256)  # (key, text) from the receiver thread
+        self.subscriptions = Subscriptions()  # of ``out``; read by the ticker only
+        self._errors: deque = deque(maxlen=256)  # (key, text) from the reader
         self._next_housekeeping = 0
         self._rec_error_seen = False
         core.enable_events()
@@ -153,37 +166,81 @@ class Server:
             raise
         self.ingest_addr = self.ingest.getsockopt_string(zmq.LAST_ENDPOINT)
         self.publish_addr = self.out.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._receiver = threading.Thread(target=self._receive_loop, name="ingest", daemon=True)
+        self._poller = zmq.Poller()  # used by the reader only
+        self._poller.register(self.ingest, zmq.POLLIN)
+        self._poller.register(self.monitor, zmq.POLLIN)
+        self._helper = threading.Thread(target=self._work, name="fit-helper", daemon=True)
 
-    # ------------------------------------------------------------------ receiver thread
-    def _receive_loop(self) -> None:
-        """The receiver thread; anything escaping it is fatal (the tick loop sees it)."""
+    # ------------------------------------------------------------------ the two workers
+    def serve(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set (e.g. from a signal handler) or a worker fails
+        (``fatal``): the calling thread is one of the two workers, ``fit-helper`` the other.
+
+        The GIL switch interval is lowered to 0.5 ms (Python's default is 5 ms): otherwise a
+        worker can wait up to 5 ms for the GIL while the other parses a burst of frames.
+        """
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+        self._stop_asked = stop
+        self._helper.start()
         try:
-            self._receive_until_stopped()
-        except BaseException as exc:  # noqa: BLE001 - reported, then the server stops
-            if not self._stop.is_set():
-                self.fatal = f"ingest thread failed: {type(exc).__name__}: {exc}"
-                self._wake.set()
+            self._work()
+        finally:
+            self._stop.set()  # the helper ends at its next poll (or after its tick)
+            if self._helper.is_alive():
+                self._helper.join()
 
-    def _receive_until_stopped(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.ingest, zmq.POLLIN)
-        poller.register(self.monitor, zmq.POLLIN)
-        rec, core, clock = self.cfg.recorder, self.core, self.clock
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or self._stop_asked.is_set() or self.fatal is not None
+
+    def _work(self) -> None:
+        """A worker: wait to be the reader, read until there is a tick (or the status, the
+        housekeeping) to run and nobody runs one, hand the reading over, run it, repeat.
+        Anything escaping it is fatal: ``fatal`` says what failed, and both workers stop."""
+        role = "ingest"
+        try:
+            while not self._stopping():
+                if not self._reader.acquire(timeout=0.1):
+                    continue
+                try:
+                    role = "ingest"
+                    ticking = self._read()
+                finally:
+                    self._reader.release()  # the other worker reads while this one ticks
+                if ticking:
+                    role = "tick"
+                    self._tick_role()
+        except BaseException as exc:  # noqa: BLE001 - reported, then the server stops
+            if not self._stopping():
+                self.fatal = (f"{role} failed ({threading.current_thread().name} thread): "
+                              f"{type(exc).__name__}: {exc}")
+            if role == "tick":
+                self._leave_tick_role()
+
+    def _read(self) -> bool:
+        """The reader: poll the ingest socket (and its monitor), stamp every message with
+        ``t_recv = clock()`` as it is read and hand it to :meth:`TrackerCore.receive` (latest
+        frame wins there). Returns ``True`` once this worker has taken the tick role (a frame
+        is pending, or something else is due, and the other worker is not ticking), ``False``
+        when the server stops."""
+        poller, core, clock, rec = self._poller, self.core, self.clock, self.cfg.recorder
         user_id = self.cfg.keys is not None
         fail_on = (self.cfg.faults.receive or "").encode()
         die_on = (self.cfg.faults.ingest_stop or "").encode()
-        while not self._stop.is_set():
-            events = dict(poller.poll(100))
+        fresh = False  # a frame accepted since this reader last tried to take the tick role
+        while not self._stopping():
+            # until something is due; while the other worker ticks, it does what falls due
+            # then, so this reader only looks again (1 ms) once the tick is over
+            timeout = max(1 if self._ticking else 0, (self._due - clock()) // 1_000_000)
+            events = dict(poller.poll(min(timeout, 100)))
             if self.ingest in events:
-                first = None  # receive time of the batch's first accepted frame
+                first = None  # receive time of the burst's first accepted frame
                 for _ in range(10000):
                     try:
                         payload, owner = ingest.read_message(self.ingest, user_id)
                     except zmq.Again:
                         break
                     if die_on and payload and die_on in payload:
-                        raise InjectedFault("ingest thread: injected fault")
+                        raise InjectedFault("ingest: injected fault")
                     try:
                         with self.lock:
                             t = clock()
@@ -198,26 +255,32 @@ class Server:
                                     rec.write(INGEST, t, payload)
                                 else:
                                     self.not_recorded += 1
-                    except Exception as exc:  # one message lost, the receiver goes on
+                    except Exception as exc:  # one message lost, the reader goes on
                         self.ingest_errors += 1
                         self._errors.append(("ingest", f"ingest: a message raised "
                                              f"{type(exc).__name__}: {exc} (dropped)"))
                         continue
                     if ok:
+                        fresh = True
                         first = t if first is None else first
-                        if t - first > 1_000_000:  # a long burst: let the tick start
-                            self._wake.set()
-                            first = t
+                        if t - first > 1_000_000 and self._take_tick(fresh):
+                            return True  # a long burst: let its tick start
                     if not self.ingest.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                        break  # nothing more waiting: wake the tick loop now
-                if first is not None:
-                    self._wake.set()
+                        break  # nothing more waiting: tick now
             if self.monitor in events:
                 self._monitor_events()
+            if self._take_tick(fresh):
+                return True
+            fresh = False  # the tick in progress takes it (it looks for pending frames last)
+        return False
 
-    def wake(self) -> None:
-        """Wake the tick loop now (after a stop request, from a signal handler)."""
-        self._wake.set()
+    def _take_tick(self, fresh: bool) -> bool:
+        """Take the tick role when it is free and there is something to do."""
+        with self.lock:
+            if self._ticking or not (fresh or self.clock() >= self._due):
+                return False
+            self._ticking = True
+            return True
 
     def _monitor_events(self) -> None:
         while True:
@@ -246,25 +309,16 @@ class Server:
                 self.conn["handshake_failures"] += 1
                 self._last_fail = now
 
-    # ------------------------------------------------------------------ tick loop
-    def serve(self, stop: threading.Event) -> None:
-        """Run the tick loop until ``stop`` is set (e.g. from a signal handler).
-
-        The GIL switch interval is lowered to 0.5 ms (Python's default is 5 ms): otherwise the
-        tick loop can wait up to 5 ms for the GIL while the receiver parses a burst of frames.
-        """
-        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
-        self._receiver.start()
-        period = int(self.cfg.status_period_s * 1e9)
-        next_status = self.clock() + period
+    # ------------------------------------------------------------------ the tick role
+    def _tick_role(self) -> None:
+        """Run ticks (and the status, the housekeeping, new subscriptions) while frames keep
+        arriving during them, then give the role up. Only this role touches ``out``, the
+        engine switch and the log."""
         rec = self.cfg.recorder
-        while not stop.is_set():
-            self._wake.wait(max(0.0, min((next_status - self.clock()) / 1e9,
-                                         SUBSCRIPTION_POLL_S)))
-            self._wake.clear()
-            if stop.is_set() or not self._threads_alive():
-                break
+        while True:
             tin = None
+            if not self._threads_alive():
+                return self._leave_tick_role()
             try:
                 self._answer_subscriptions()
                 with self.lock:
@@ -283,18 +337,29 @@ class Server:
             try:
                 if now >= self._next_housekeeping:
                     self._housekeeping(now)
-                if now >= next_status:
-                    next_status = max(next_status + period, now + period // 2)
+                if now >= self._next_status:
+                    self._next_status = max(self._next_status + self._period,
+                                            now + self._period // 2)
                     self._send_status(now)
             except Exception as exc:  # a bug in reporting must not stop the fitting
                 self.log.error(f"status: {type(exc).__name__}: {exc}", key="status")
+            with self.lock:
+                self._due = min(self._next_status, self._next_housekeeping,
+                                now + int(SUBSCRIPTION_POLL_S * 1e9))
+                if self._stopping() or not self.core.table.pending_count():
+                    self._ticking = False
+                    return None
+
+    def _leave_tick_role(self) -> None:
+        with self.lock:
+            self._ticking = False
 
     # ------------------------------------------------------------------ faults, watchdog, log
     def _threads_alive(self) -> bool:
-        """The watchdog: ``False`` (and ``fatal`` set) when the receiver or, with CURVE, the
-        ZAP authenticator thread is gone."""
-        if self.fatal is None and not self._receiver.is_alive():
-            self.fatal = "ingest thread stopped"
+        """The watchdog: ``False`` (and ``fatal`` set) when the other worker or, with CURVE,
+        the ZAP authenticator thread is gone."""
+        if self.fatal is None and self._helper.ident is not None and not self._helper.is_alive():
+            self.fatal = "the fit-helper thread stopped"
         if self.fatal is None and self.auth is not None and not self.auth.is_alive():
             self.fatal = ("CURVE authenticator (ZAP) thread stopped: no client can be "
                           "authenticated; refusing to go on")
@@ -451,7 +516,7 @@ class Server:
         with self.lock:
             for s, t_recv, t_pub in sent:
                 self.core.note_published(s, t_recv, t_pub, out.t, out.fit_ns)
-        if sent:  # what the tick took beside its fit, for the pacer (tick loop only)
+        if sent:  # what the tick took beside its fit, for the pacer (the ticker only)
             self.core.pacer.observe_rest(out.level, out.batch, max(
                 t_pub - t_recv for _, t_recv, t_pub in sent) - out.fit_ns)
         for _, t_recv, t_pub in sent:
@@ -465,12 +530,12 @@ class Server:
             self.cfg.recorder.write(STATUS, now, data)
 
     def close(self) -> None:
-        """Stop the receiver, close the sockets, finalise the recording (idempotent)."""
+        """Stop the workers, close the sockets, finalise the recording (idempotent)."""
         if getattr(self, "_closed", False):
             return
         self._closed = True
         self._stop.set()
-        t = getattr(self, "_receiver", None)
+        t = getattr(self, "_helper", None)
         if t is not None and t.is_alive():
             t.join()
         if getattr(self, "monitor", None) is not None:
