@@ -18,7 +18,8 @@ hand-over to a sleeping thread on its way to its pose:
 
 Before this (session 15) a receiver thread read and then woke a tick-loop thread: a sleeping
 thread's wake-up on every frame's way (``queue_ms`` p50 0.21-0.27 ms against 0.15-0.24 ms
-now, on this project's 2-core VM). The workers look at ``stop`` at least every 0.1 s.
+now, on this project's 2-core VM). A worker looks at ``stop`` at least every 0.1 s while it
+waits or reads, and after each tick.
 
 ``t_recv`` is stamped under the same lock as ``begin_tick`` reads the pending frames, so a
 frame is in a tick exactly when ``t_recv`` < the tick time: a replay of the recorded times
@@ -126,6 +127,7 @@ class Server:
         self._period = int(cfg.status_period_s * 1e9)
         self._next_status = clock() + self._period
         self._due = 0  # when the status, the housekeeping or a subscription read is due
+        self._wake_reader = False  # the reader waits for the tick's end (under ``lock``)
         self.ctx = zmq.Context()
         self.auth = self.monitor = self.ingest = self.out = None
         self.conn = {"connections": 0, "disconnects": 0, "auth_failures": 0,
@@ -166,9 +168,17 @@ class Server:
             raise
         self.ingest_addr = self.ingest.getsockopt_string(zmq.LAST_ENDPOINT)
         self.publish_addr = self.out.getsockopt_string(zmq.LAST_ENDPOINT)
+        # The ticker tells a reader that waits for it that its tick is over (``_wake_tx`` is
+        # the ticker's end, ``_wake_rx`` the reader's).
+        self._wake_rx = self.ctx.socket(zmq.PAIR)
+        self._wake_tx = self.ctx.socket(zmq.PAIR)
+        for s in (self._wake_rx, self._wake_tx):
+            s.setsockopt(zmq.LINGER, 0)
+        self._wake_rx.bind(f"inproc://tick-over-{id(self)}")
+        self._wake_tx.connect(f"inproc://tick-over-{id(self)}")
         self._poller = zmq.Poller()  # used by the reader only
-        self._poller.register(self.ingest, zmq.POLLIN)
-        self._poller.register(self.monitor, zmq.POLLIN)
+        for s in (self.ingest, self.monitor, self._wake_rx):
+            self._poller.register(s, zmq.POLLIN)
         self._helper = threading.Thread(target=self._work, name="fit-helper", daemon=True)
 
     # ------------------------------------------------------------------ the two workers
@@ -209,10 +219,14 @@ class Server:
                 if ticking:
                     role = "tick"
                     self._tick_role()
+                    role = "ingest"
         except BaseException as exc:  # noqa: BLE001 - reported, then the server stops
+            what = (f"{role} failed ({threading.current_thread().name} thread): "
+                    f"{type(exc).__name__}: {exc}")
             if not self._stopping():
-                self.fatal = (f"{role} failed ({threading.current_thread().name} thread): "
-                              f"{type(exc).__name__}: {exc}")
+                self.fatal = what
+            else:
+                self.log.error(f"while stopping: {what}")
             if role == "tick":
                 self._leave_tick_role()
 
@@ -228,10 +242,14 @@ class Server:
         die_on = (self.cfg.faults.ingest_stop or "").encode()
         fresh = False  # a frame accepted since this reader last tried to take the tick role
         while not self._stopping():
-            # until something is due; while the other worker ticks, it does what falls due
-            # then, so this reader only looks again (1 ms) once the tick is over
-            timeout = max(1 if self._ticking else 0, (self._due - clock()) // 1_000_000)
-            events = dict(poller.poll(min(timeout, 100)))
+            # until something is due (rounded up to the next ms); what falls due while the
+            # other worker ticks, it does at its tick's end, or it wakes this reader then
+            # (``_wake_rx``) when the reader asked for it (``_take_tick``)
+            timeout = -((clock() - self._due) // 1_000_000)
+            events = dict(poller.poll(min(timeout, 100) if timeout > 0 else
+                                      (100 if self._wake_reader else 0)))
+            if self._wake_rx in events:
+                self._wake_rx.recv()
             if self.ingest in events:
                 first = None  # receive time of the burst's first accepted frame
                 for _ in range(10000):
@@ -275,9 +293,13 @@ class Server:
         return False
 
     def _take_tick(self, fresh: bool) -> bool:
-        """Take the tick role when it is free and there is something to do."""
+        """Take the tick role when it is free and there is something to do (when something
+        is due but the other worker ticks, ask it to wake this reader at its tick's end)."""
         with self.lock:
-            if self._ticking or not (fresh or self.clock() >= self._due):
+            if self._stopping() or not (fresh or self.clock() >= self._due):
+                return False
+            if self._ticking:  # a fresh frame: the ticker looks for pending frames last
+                self._wake_reader = self._wake_reader or not fresh
                 return False
             self._ticking = True
             return True
@@ -317,7 +339,7 @@ class Server:
         rec = self.cfg.recorder
         while True:
             tin = None
-            if not self._threads_alive():
+            if not self._auth_alive():
                 return self._leave_tick_role()
             try:
                 self._answer_subscriptions()
@@ -331,6 +353,8 @@ class Server:
                                                           "light": tin.level}))
             except Exception as exc:  # begin_tick failed: its frames are lost
                 self._tick_failed(None, exc)
+                if tin is None:  # (it may have left frames pending: retried when due)
+                    return self._leave_tick_role()
             if tin is not None:
                 self._fit_and_publish(tin)
             now = self.clock()
@@ -347,19 +371,26 @@ class Server:
                 self._due = min(self._next_status, self._next_housekeeping,
                                 now + int(SUBSCRIPTION_POLL_S * 1e9))
                 if self._stopping() or not self.core.table.pending_count():
-                    self._ticking = False
-                    return None
+                    return self._leave_tick_role(locked=True)
 
-    def _leave_tick_role(self) -> None:
-        with self.lock:
-            self._ticking = False
+    def _leave_tick_role(self, locked: bool = False) -> None:
+        """Give the tick role up (and wake the reader if it waits for that)."""
+        if not locked:
+            with self.lock:
+                return self._leave_tick_role(locked=True)
+        self._ticking = False
+        if self._wake_reader:
+            self._wake_reader = False
+            try:
+                self._wake_tx.send(b"", zmq.NOBLOCK)
+            except zmq.Again:  # wake-ups already queued: the reader wakes anyway
+                pass
+        return None
 
     # ------------------------------------------------------------------ faults, watchdog, log
-    def _threads_alive(self) -> bool:
-        """The watchdog: ``False`` (and ``fatal`` set) when the other worker or, with CURVE,
-        the ZAP authenticator thread is gone."""
-        if self.fatal is None and self._helper.ident is not None and not self._helper.is_alive():
-            self.fatal = "the fit-helper thread stopped"
+    def _auth_alive(self) -> bool:
+        """The watchdog: ``False`` (and ``fatal`` set) when, with CURVE, the ZAP
+        authenticator thread is gone (a worker that fails sets ``fatal`` itself)."""
         if self.fatal is None and self.auth is not None and not self.auth.is_alive():
             self.fatal = ("CURVE authenticator (ZAP) thread stopped: no client can be "
                           "authenticated; refusing to go on")
@@ -530,7 +561,8 @@ class Server:
             self.cfg.recorder.write(STATUS, now, data)
 
     def close(self) -> None:
-        """Stop the workers, close the sockets, finalise the recording (idempotent)."""
+        """Close the sockets and finalise the recording (idempotent): after :meth:`serve`
+        returned, or instead of it (it waits for the ``fit-helper`` thread)."""
         if getattr(self, "_closed", False):
             return
         self._closed = True
@@ -540,7 +572,7 @@ class Server:
             t.join()
         if getattr(self, "monitor", None) is not None:
             self.ingest.disable_monitor()
-        for name in ("monitor", "ingest", "out"):
+        for name in ("monitor", "ingest", "out", "_wake_rx", "_wake_tx"):
             s = getattr(self, name, None)
             if s is not None:
                 s.close()
