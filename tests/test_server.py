@@ -6,6 +6,7 @@ SIGTERM test stops the server, so it runs last.
 """
 
 import itertools
+import os
 import random
 import signal
 import time
@@ -137,6 +138,40 @@ def test_status_topic(server):
     for key in ("rate_hz", "last_seq", "dropped", "rejected", "latency_ms"):
         assert key in s
     assert s["latency_ms"]["p99"] >= s["latency_ms"]["p50"] > 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux ``/proc``)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_status_keeps_its_period_idle_and_while_fitting_without_spinning(server):
+    """The two workers take turns at reading and ticking (``tracker.server.loop``): the
+    status (every 0.25 s here) still comes while nothing arrives and while frames are fitted,
+    every frame is answered, and an idle server sleeps (no polling loop eating a core)."""
+    sub = server.subscriber(b"pose/turns")
+    collect(sub, 0.3)  # what was queued before
+    cpu0, t0 = cpu_seconds(server.proc.pid), time.monotonic()
+    idle = collect(sub, 2.0)
+    idle_cpu = (cpu_seconds(server.proc.pid) - cpu0) / (time.monotonic() - t0)
+    assert sum(t == b"status" for t, _ in idle) >= 6
+    assert idle_cpu < 0.25, f"an idle server used {idle_cpu:.0%} of a core"
+    dev = server.device()
+    got = []
+    t_end = time.monotonic() + 2.0
+    seq = 0
+    while time.monotonic() < t_end:
+        seq += 1
+        dev.send(frame("turns", seq))
+        got += collect(sub, 1.0 / 60)
+    got += collect(sub, 2.0, until=lambda m: any(
+        t == b"pose/turns" and x["seq"] == seq for t, x in m))
+    dev.close()
+    statuses = [m for t, m in got if t == b"status"]
+    assert len(statuses) >= 6
+    seqs = {m["seq"] for m in poses_of(got, "turns")}
+    assert seq in seqs and len(seqs) >= 0.9 * seq  # latest wins: a few may be superseded
 
 
 def test_malformed_input_counted_exactly_while_a_session_continues(server):
