@@ -18,8 +18,8 @@ hand-over to a sleeping thread on its way to its pose:
 
 Before this (session 15) a receiver thread read and then woke a tick-loop thread: a sleeping
 thread's wake-up on every frame's way (``queue_ms`` p50 0.21-0.31 ms against 0.15-0.25
-ms now, on this project's 2-core VM: the README's session 15 table). A worker looks at ``stop`` at least every 0.1 s while it
-waits or reads, and after each tick.
+ms now, on this project's 2-core VM: ``docs/serving.md``, session 15). A worker looks at
+``stop`` at least every 0.1 s while it waits or reads, and after each tick.
 
 ``t_recv`` is stamped under the same lock as ``begin_tick`` reads the pending frames, so a
 frame is in a tick exactly when ``t_recv`` < the tick time: a replay of the recorded times

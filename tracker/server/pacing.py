@@ -7,7 +7,7 @@ longer than the frame period. The engine's light fits (``Engine.rungs``: the sam
 and checkpoint at fewer iterations, ``NeuralFitter.with_iterations``; by default N - 2 and
 N - 4) cost less: the bundled model on inductor, one thread, this project's 2-core CPU, calls
 interleaved, batch 1 p50 4.97 ms at 6 iterations against 4.01 at 4, batch 8 11.6 against
-8.8 ms (session 12; the 2-iteration figures are in the README's *Under load*).
+8.8 ms (session 12; the 2-iteration figures are in ``docs/serving.md``).
 
 The rungs form a ladder: level 0 is the full fit, level k the k-th light fit. :class:`Pacer`
 keeps, per level and batch bucket, the median of the last ``window`` (9) fit durations and
@@ -23,9 +23,9 @@ take 2-3 times their usual time now and then, and one of them must not switch a 
 is on time. While below the full fit, one tick every ``probe_s`` runs the next heavier rung
 to measure it again, since the load that made it slow may be gone (a median turns after
 about half the window: some 5 s per rung; probing again at once after a probe that fit
-brought the full fit back sooner but raised the latency under load, see the README's
-*Under load*). One level holds for every batch size; a batch size not measured yet at the
-current level runs it (at level 0: the full fit) until it is.
+brought the full fit back sooner but raised the latency under load, see
+``docs/serving.md``, session 14). One level holds for every batch size; a batch size not
+measured yet at the current level runs it (at level 0: the full fit) until it is.
 
 The choice is made when a tick begins (``TrackerCore.begin_tick``) and recorded with it
 (``tracker/tick``), so a replay runs the same fit at every tick without timing anything.
