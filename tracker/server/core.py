@@ -5,11 +5,11 @@ Drive it with two calls (times are server monotonic ns, supplied by the caller):
     core.receive(payload, t_recv)   # validate, count rejections, latest frame wins
     out = core.tick(t_now)          # fit every session with a new frame as ONE batch
 
-The live server (``tracker.server.loop``) calls ``receive`` from the worker reading the socket and
-``tick`` from its main loop (splitting it as ``begin_tick`` under its lock and ``run_tick``
-outside it); ``tracker replay`` calls them with the recorded receive and tick times, and
-reaches the same decisions and the same poses. The fit itself is ``tracker.stream.fit_tick``,
-which offline evaluation (``trainer.eval``) calls too.
+The live server (``tracker.server.loop``) calls ``receive`` from the worker reading its
+socket and ``tick`` from the worker in the tick role (splitting it as ``begin_tick`` under its
+lock and ``run_tick`` outside it); ``tracker replay`` calls them with the recorded receive
+and tick times, and reaches the same decisions and the same poses. The fit itself is
+``tracker.stream.fit_tick``, which offline evaluation (``trainer.eval``) calls too.
 """
 
 from __future__ import annotations

@@ -212,7 +212,6 @@ class Server:
                 if not self._reader.acquire(timeout=0.1):
                     continue
                 try:
-                    role = "ingest"
                     ticking = self._read()
                 finally:
                     self._reader.release()  # the other worker reads while this one ticks
@@ -281,8 +280,10 @@ class Server:
                     if ok:
                         fresh = True
                         first = t if first is None else first
-                        if t - first > 1_000_000 and self._take_tick(fresh):
-                            return True  # a long burst: let its tick start
+                        if t - first > 1_000_000:  # a long burst: let its tick start
+                            if self._take_tick(True):
+                                return True
+                            first = t  # (the other worker ticks: ask again in 1 ms)
                     if not self.ingest.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                         break  # nothing more waiting: tick now
             if self.monitor in events:
